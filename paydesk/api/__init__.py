@@ -1,0 +1,1 @@
+"""The public API dialects: thin translations over the same services."""

@@ -1,0 +1,117 @@
+"""The Cryptomus envelope: `{"state":0,"result":…}` on success, the documented error
+bodies otherwise, and the route class that guarantees no exception escapes as anything
+else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import structlog
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+from paydesk.api.cryptomus.validation import RequestInvalid
+from paydesk.idempotency.service import IdempotencyConflict, InvalidIdempotencyKey
+from paydesk.invoices.service import (
+    AmountOutOfRange,
+    ConversionFailed,
+    CurrencyNotFound,
+    InvoiceError,
+    InvoiceNotFound,
+    NetworkNotFound,
+    ServiceUnavailable,
+    ToCurrencyNotFound,
+)
+from paydesk.money import plain
+
+log = structlog.get_logger(__name__)
+
+SERVER_ERROR_BODY = {"message": "Server error, #1", "code": 500, "error": None}
+
+
+class CryptomusError(Exception):
+    """An error with a fixed Cryptomus body."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"state": 1, "message": self.message}, status_code=self.status)
+
+
+def ok(result: Any) -> JSONResponse:
+    return JSONResponse({"state": 0, "result": _plain(result)})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def validation_response(errors: dict[str, list[str]]) -> JSONResponse:
+    return JSONResponse({"state": 1, "errors": errors}, status_code=422)
+
+
+_MESSAGES: dict[type[InvoiceError], str] = {
+    CurrencyNotFound: "The currency was not found",
+    NetworkNotFound: "The network was not found",
+    ServiceUnavailable: "Wallet not found",
+    ToCurrencyNotFound: "Not found service to_currency",
+    ConversionFailed: "Error convert to_currency",
+    InvoiceNotFound: "Payment not found",
+}
+
+
+def invoice_error_message(error: InvoiceError) -> str:
+    if isinstance(error, AmountOutOfRange):
+        word = "Minimum" if error.below else "Maximum"
+        return f"{word} amount {plain(error.limit)} {error.currency}"
+    return _MESSAGES[type(error)]
+
+
+def render_exception(exc: Exception) -> Response:
+    if isinstance(exc, CryptomusError):
+        return exc.response()
+    if isinstance(exc, RequestInvalid):
+        return validation_response(exc.errors)
+    if isinstance(exc, InvoiceError):
+        return CryptomusError(invoice_error_message(exc)).response()
+    if isinstance(exc, IdempotencyConflict):
+        return CryptomusError(
+            "The Idempotency-Key was already used for a different request", 422
+        ).response()
+    if isinstance(exc, InvalidIdempotencyKey):
+        return CryptomusError(
+            "The Idempotency-Key header must be 1 to 255 visible ASCII characters", 422
+        ).response()
+    if isinstance(exc, RequestValidationError):
+        errors: dict[str, list[str]] = {}
+        for error in exc.errors():
+            errors.setdefault(str(error["loc"][-1]), []).append("validation.invalid")
+        return validation_response(errors)
+    log.exception("cryptomus.unhandled", exc_info=exc)
+    return JSONResponse(SERVER_ERROR_BODY, status_code=500)
+
+
+class CryptomusRoute(APIRoute):
+    """Every failure inside a Cryptomus endpoint leaves as a Cryptomus body."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                return render_exception(exc)
+
+        return guarded

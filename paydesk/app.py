@@ -1,0 +1,116 @@
+"""The ASGI application: both dialects on one host, plus health and OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from paydesk import __version__, migrations
+from paydesk.api import openapi
+from paydesk.api.cryptomus.router import router as cryptomus_router
+from paydesk.config import Settings
+from paydesk.context import Context, build_context
+from paydesk.worker import run_workers
+
+API_PREFIXES = ("/v1/", "/v2/")
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+async def prepare_schema(context: Context) -> None:
+    """Embedded SQLite migrates itself; PostgreSQL must be migrated by the operator
+    (`paydesk migrate`), so that several API processes never race a migration."""
+    url = context.settings.resolved_database_url
+    head = migrations.head_revision()
+    current = await migrations.current_revision(url)
+    if current == head:
+        return
+    if context.settings.is_sqlite:
+        await asyncio.to_thread(migrations.upgrade, url)
+        return
+    raise SchemaOutOfDate(
+        f"the database schema is at revision {current or 'none'}, this Paydesk needs {head}: "
+        "run `paydesk migrate` first"
+    )
+
+
+class StripTrailingSlash:
+    """`/v1/payment/` is `/v1/payment`: clients differ, and a redirect would turn their
+    POST into a GET."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if len(path) > 1 and path.endswith("/"):
+                scope = dict(scope, path=path.rstrip("/") or "/")
+        await self.app(scope, receive, send)
+
+
+def create_app(context: Context | None = None, settings: Settings | None = None) -> FastAPI:
+    """An app over `context`, or over one built from `settings` at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = context is None
+        ctx = context or build_context(settings or Settings())
+        app.state.context = ctx
+        stop = asyncio.Event()
+        worker: asyncio.Task[None] | None = None
+        try:
+            await prepare_schema(ctx)
+            if owned and ctx.settings.runs_embedded_worker:
+                worker = asyncio.create_task(run_workers(ctx, stop))
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                with suppress(Exception):
+                    await worker
+            if owned:
+                await ctx.close()
+
+    app = FastAPI(
+        title="Paydesk",
+        version=__version__,
+        description="Self-hosted crypto payment gateway. Cryptomus-compatible API under "
+        "`/v1/payment…`; authenticate with the `merchant` and `sign` headers.",
+        lifespan=lifespan,
+    )
+    if context is not None:
+        app.state.context = context
+    app.add_middleware(StripTrailingSlash)
+    app.include_router(cryptomus_router)
+
+    @app.get("/healthz", tags=["Operations"], summary="Liveness and database reachability")
+    async def healthz(request: Request) -> dict[str, Any]:
+        ctx: Context = request.app.state.context
+        async with ctx.db.sessionmaker() as session:
+            await session.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if request.url.path.startswith(API_PREFIXES):
+            message = "Not found" if exc.status_code == 404 else str(exc.detail)
+            return JSONResponse(
+                {"state": 1, "message": message}, status_code=exc.status_code, headers=exc.headers
+            )
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    openapi.install(app)
+    return app

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    code: str
+    name: str
+    precision: int
+    is_fiat: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    code: str
+    name: str
+    native: str
+    family: str
+    confirmations: int
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A coin on a network: what an invoice can be paid with."""
+
+    network: str
+    currency: str
+    decimals: int
+    min_amount: Decimal
+    max_amount: Decimal
+    percent: Decimal
+    fee_amount: Decimal
+    contract: str | None = None
+    available: bool = True
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.network, self.currency)

@@ -1,0 +1,151 @@
+"""Loading and querying the catalogue.
+
+Only enabled networks are visible: a network without an address allocator cannot take a
+payment, so to a merchant it does not exist.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from paydesk.catalogue.models import Currency, Network, Service
+
+
+class CatalogueError(ValueError):
+    pass
+
+
+class Catalogue:
+    def __init__(
+        self,
+        currencies: dict[str, Currency],
+        networks: dict[str, Network],
+        services: dict[tuple[str, str], Service],
+    ) -> None:
+        self._currencies = currencies
+        self._networks = networks
+        self._services = services
+        self._by_currency: dict[str, list[Service]] = {}
+        for service in services.values():
+            self._by_currency.setdefault(service.currency, []).append(service)
+
+    # -- currencies
+    def currency(self, code: str) -> Currency | None:
+        """A fiat currency, or a crypto currency some enabled network carries."""
+        currency = self._currencies.get(code.upper())
+        if currency is None or (not currency.is_fiat and currency.code not in self._by_currency):
+            return None
+        return currency
+
+    def is_crypto(self, code: str) -> bool:
+        currency = self.currency(code)
+        return currency is not None and not currency.is_fiat
+
+    def precision(self, code: str) -> int:
+        currency = self._currencies.get(code.upper())
+        return currency.precision if currency else 8
+
+    # -- networks
+    def network(self, code: str) -> Network | None:
+        return self._networks.get(code.lower())
+
+    @property
+    def networks(self) -> list[Network]:
+        return list(self._networks.values())
+
+    # -- services
+    def service(self, currency: str, network: str) -> Service | None:
+        return self._services.get((network.lower(), currency.upper()))
+
+    def services_for(self, currency: str) -> list[Service]:
+        return list(self._by_currency.get(currency.upper(), ()))
+
+    def services_on(self, network: str) -> list[Service]:
+        return [s for s in self._services.values() if s.network == network.lower()]
+
+    @property
+    def services(self) -> list[Service]:
+        return list(self._services.values())
+
+
+def load_catalogue(enabled_networks: list[str], override_file: Path | None = None) -> Catalogue:
+    data = tomllib.loads(
+        resources.files("paydesk.catalogue").joinpath("catalogue.toml").read_text("utf-8"),
+        parse_float=Decimal,
+    )
+    if override_file is not None:
+        with override_file.open("rb") as handle:
+            _merge(data, tomllib.load(handle, parse_float=Decimal))
+    return build_catalogue(data, enabled_networks)
+
+
+def build_catalogue(data: dict[str, Any], enabled_networks: list[str]) -> Catalogue:
+    currencies: dict[str, Currency] = {}
+    for section, is_fiat in (("fiat", True), ("crypto", False)):
+        for code, entry in data.get(section, {}).items():
+            currencies[code.upper()] = Currency(
+                code=code.upper(),
+                name=entry["name"],
+                precision=int(entry["precision"]),
+                is_fiat=is_fiat,
+            )
+    all_networks = {
+        code.lower(): Network(
+            code=code.lower(),
+            name=entry["name"],
+            native=entry["native"].upper(),
+            family=entry["family"],
+            confirmations=int(entry["confirmations"]),
+        )
+        for code, entry in data.get("networks", {}).items()
+    }
+    unknown = [code for code in enabled_networks if code not in all_networks]
+    if unknown:
+        raise CatalogueError(f"enabled networks not in the catalogue: {', '.join(unknown)}")
+    networks = {code: all_networks[code] for code in enabled_networks}
+    services: dict[tuple[str, str], Service] = {}
+    for entry in data.get("services", []):
+        network, currency = entry["network"].lower(), entry["currency"].upper()
+        if network not in all_networks:
+            raise CatalogueError(f"service {currency}/{network}: unknown network")
+        if currency not in currencies or currencies[currency].is_fiat:
+            raise CatalogueError(f"service {currency}/{network}: unknown crypto currency")
+        if network not in networks:
+            continue
+        service = Service(
+            network=network,
+            currency=currency,
+            decimals=int(entry["decimals"]),
+            min_amount=Decimal(str(entry["min_amount"])),
+            max_amount=Decimal(str(entry["max_amount"])),
+            percent=Decimal(str(entry.get("percent", "0"))),
+            fee_amount=Decimal(str(entry.get("fee_amount", "0"))),
+            contract=entry.get("contract"),
+            available=bool(entry.get("available", True)),
+        )
+        if service.min_amount > service.max_amount or service.min_amount < 0:
+            raise CatalogueError(f"service {currency}/{network}: bad limits")
+        services[service.key] = service
+    return Catalogue(currencies, networks, services)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> None:
+    """Override entries by key; services match on (network, currency)."""
+    for section in ("fiat", "crypto", "networks"):
+        for code, entry in override.get(section, {}).items():
+            merged = dict(base.setdefault(section, {}).get(code, {}))
+            merged.update(entry)
+            base[section][code] = merged
+    index = {
+        (s["network"].lower(), s["currency"].upper()): s for s in base.setdefault("services", [])
+    }
+    for entry in override.get("services", []):
+        key = (entry["network"].lower(), entry["currency"].upper())
+        if key in index:
+            index[key].update(entry)
+        else:
+            base["services"].append(dict(entry))

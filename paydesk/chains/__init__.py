@@ -1,0 +1,1 @@
+"""Networks Paydesk watches and the deposit addresses it hands out on them."""

@@ -1,0 +1,214 @@
+"""The `paydesk` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from paydesk import __version__, migrations
+from paydesk.app import SchemaOutOfDate, prepare_schema
+from paydesk.config import Settings
+from paydesk.context import Context, build_context
+from paydesk.logs import configure_logging
+from paydesk.merchants import service as merchants
+from paydesk.merchants.service import KeyKind, MerchantError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Paydesk: a self-hosted crypto payment gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+merchant_app = typer.Typer(help="Merchants (projects) and their API keys.", no_args_is_help=True)
+app.add_typer(merchant_app, name="merchant")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+def _with_context(work: Callable[[Context], Awaitable[T]]) -> T:
+    """Run `work` against a ready database (embedded SQLite migrates itself)."""
+    settings = _settings()
+
+    async def main() -> T:
+        context = build_context(settings)
+        try:
+            await prepare_schema(context)
+            return await work(context)
+        finally:
+            await context.close()
+
+    try:
+        return asyncio.run(main())
+    except SchemaOutOfDate as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def version() -> None:
+    """Print the Paydesk version."""
+    console.print(__version__)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (Alembic)."""
+    settings = _settings()
+    url = settings.resolved_database_url
+    with console.status("Applying migrations…"):
+        before = migrations.current_revision_sync(url)
+        migrations.upgrade(url)
+        after = migrations.current_revision_sync(url)
+    if before == after:
+        console.print(f"Schema already at revision {after}.")
+    else:
+        console.print(f"Schema migrated from {before or 'empty'} to {after}.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int, typer.Option(help="API processes.")] = 1,
+) -> None:
+    """Run the API (and, on embedded SQLite, the background loops)."""
+    import uvicorn
+
+    if host is not None:
+        os.environ["PAYDESK_HOST"] = host
+    if port is not None:
+        os.environ["PAYDESK_PORT"] = str(port)
+    settings = _settings()
+
+    async def check(context: Context) -> None:
+        return None
+
+    _with_context(check)  # migrates SQLite, or stops on an out-of-date PostgreSQL schema
+    console.print(
+        f"Paydesk {__version__} on http://{settings.host}:{settings.port} "
+        f"(database: {'SQLite' if settings.is_sqlite else 'PostgreSQL'}, "
+        f"networks: {', '.join(settings.networks)})"
+    )
+    uvicorn.run(
+        "paydesk.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the background loops (invoice expiry, key purging) until interrupted."""
+    from paydesk.worker import run_workers
+
+    async def work(context: Context) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await run_workers(context, stop)
+
+    _with_context(work)
+
+
+@merchant_app.command("create")
+def merchant_create(
+    name: Annotated[str, typer.Option(help="Project name shown to payers.")],
+    email: Annotated[str, typer.Option(help="Owner's e-mail; the user is created if new.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Create a merchant and print its uuid and both API keys (shown only this once)."""
+
+    async def work(context: Context) -> merchants.IssuedMerchant:
+        async with context.db.transaction() as session:
+            return await merchants.create_merchant(session, context.vault, name=name, email=email)
+
+    try:
+        issued = _with_context(work)
+    except MerchantError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "merchant": str(issued.merchant_id),
+                    "payment_key": issued.payment_key,
+                    "payout_key": issued.payout_key,
+                }
+            )
+        )
+        return
+    console.print(f"merchant     {issued.merchant_id}")
+    console.print(f"payment key  {issued.payment_key}")
+    console.print(f"payout key   {issued.payout_key}")
+    console.print("[dim]The keys are shown once; Paydesk stores them encrypted.[/dim]")
+
+
+@merchant_app.command("list")
+def merchant_list() -> None:
+    """List merchants (never their keys)."""
+
+    async def work(context: Context) -> list[tuple[str, str, str, str]]:
+        async with context.db.transaction() as session:
+            rows = await merchants.list_merchants(session)
+            return [
+                (m.name, u.email, m.created_at.isoformat(timespec="seconds"), str(m.id))
+                for m, u in rows
+            ]
+
+    table = Table("name", "owner", "created")
+    table.add_column("merchant", no_wrap=True)
+    for row in _with_context(work):
+        table.add_row(*row)
+    console.print(table)
+
+
+@merchant_app.command("rotate-key")
+def merchant_rotate_key(
+    merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],
+    kind: Annotated[KeyKind, typer.Option(help="Which key to replace.")] = KeyKind.PAYMENT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Replace a merchant's payment or payout key; the old key stops working."""
+    try:
+        merchant_id = uuid.UUID(merchant)
+    except ValueError:
+        errors.print(f"[red]error:[/red] not a merchant uuid: {merchant}")
+        raise typer.Exit(1) from None
+
+    async def work(context: Context) -> str:
+        async with context.db.transaction() as session:
+            return await merchants.rotate_key(session, context.vault, merchant_id, kind)
+
+    try:
+        key = _with_context(work)
+    except MerchantError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps({"merchant": merchant, f"{kind.value}_key": key}))
+    else:
+        console.print(f"new {kind.value} key  {key}")

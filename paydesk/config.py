@@ -1,0 +1,113 @@
+"""Settings, read from `PAYDESK_*` environment variables.
+
+The default is the embedded mode: SQLite and key material in a data directory, the
+built-in `devnet` network, nothing else to run.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Pegs a stablecoin is designed to hold; the only rates Paydesk ships without an operator
+#: or a market source telling it more.
+DEFAULT_STATIC_RATES: dict[str, Decimal] = {
+    "USDT/USD": Decimal(1),
+    "USDC/USD": Decimal(1),
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYDESK_", extra="ignore")
+
+    data_dir: Path = Path("paydesk-data")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default is SQLite in the data directory. "
+        "postgresql+asyncpg://user@host/db switches to PostgreSQL.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(
+        default=None, description="Base of the URLs Paydesk hands out (payment pages)."
+    )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated Fernet keys; the first encrypts, all decrypt (rotation). "
+        "Default: generated once into <data_dir>/master.key.",
+    )
+    networks: Annotated[list[str], NoDecode] = Field(
+        default=["devnet"], description="Enabled network codes, comma-separated."
+    )
+    catalogue_file: Path | None = Field(
+        default=None, description="TOML file whose entries override the built-in catalogue."
+    )
+    static_rates: Annotated[dict[str, Decimal], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_STATIC_RATES),
+        description='JSON object of "BASE/QUOTE": "rate", merged over the stablecoin pegs.',
+    )
+    max_body_bytes: int = 64 * 1024
+    auth_cache_seconds: float = Field(
+        default=30.0, description="How long an API process trusts a cached merchant key."
+    )
+    cryptomus_lenient_keys: bool = Field(
+        default=True,
+        description="Read-only endpoints also accept the merchant's other key, as some "
+        "clients sign them with it.",
+    )
+    embedded_worker: bool | None = Field(
+        default=None,
+        description="Run the background loops inside `paydesk serve` "
+        "(default: yes on embedded SQLite, no on PostgreSQL, where `paydesk worker` runs them).",
+    )
+    expiry_interval_seconds: float = 5.0
+    idempotency_ttl_hours: int = 24
+    log_level: str = "info"
+    log_json: bool = False
+    db_pool_size: int = 20
+
+    @field_validator("networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("static_rates", mode="before")
+    @classmethod
+    def _merge_rates(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value, parse_float=Decimal, parse_int=Decimal)
+        if isinstance(value, dict):
+            merged: dict[str, Any] = dict(DEFAULT_STATIC_RATES)
+            merged.update({str(k).upper(): Decimal(str(v)) for k, v in value.items()})
+            return merged
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'paydesk.db').resolve()}"
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        return self.is_sqlite if self.embedded_worker is None else self.embedded_worker
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def get_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

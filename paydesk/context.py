@@ -1,0 +1,49 @@
+"""Everything one Paydesk process holds, built once from settings and shared by the API,
+the workers and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from paydesk.catalogue.service import Catalogue, load_catalogue
+from paydesk.chains.service import AddressBook, build_address_book
+from paydesk.config import Settings
+from paydesk.db import Database
+from paydesk.invoices.service import InvoiceService
+from paydesk.merchants.service import CredentialsCache
+from paydesk.rates.providers import StaticRateProvider
+from paydesk.rates.service import RatesService
+from paydesk.vault import Vault, load_vault
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: Database
+    vault: Vault
+    catalogue: Catalogue
+    rates: RatesService
+    addresses: AddressBook
+    credentials: CredentialsCache
+    invoices: InvoiceService
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+def build_context(settings: Settings) -> Context:
+    db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    vault = load_vault(settings)
+    catalogue = load_catalogue(settings.networks, settings.catalogue_file)
+    rates = RatesService([StaticRateProvider(settings.static_rates)])
+    addresses = build_address_book(settings.networks)
+    return Context(
+        settings=settings,
+        db=db,
+        vault=vault,
+        catalogue=catalogue,
+        rates=rates,
+        addresses=addresses,
+        credentials=CredentialsCache(db, vault, settings.auth_cache_seconds),
+        invoices=InvoiceService(catalogue, rates, addresses),
+    )

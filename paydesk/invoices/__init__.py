@@ -1,0 +1,1 @@
+"""Invoices: pricing, creation, lookup, history and the status lifecycle."""

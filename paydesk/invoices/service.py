@@ -1,0 +1,346 @@
+"""Creating, finding, listing and expiring invoices.
+
+Creation is idempotent per (merchant, order_id): the unique constraint decides, so two
+concurrent creates make one invoice and both callers get it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paydesk.catalogue.models import Service
+from paydesk.catalogue.service import Catalogue
+from paydesk.chains.service import AddressBook
+from paydesk.db import utcnow
+from paydesk.invoices import pricing
+from paydesk.invoices.models import Invoice
+from paydesk.invoices.schemas import CoinChoice, HistoryFilter, InvoiceDraft
+from paydesk.invoices.status import ON_EXPIRY, InvoiceStatus, check_transition
+from paydesk.money import quantum, round_half_up
+from paydesk.pagination import Cursor, Page, keyset_page
+from paydesk.rates.service import RatesService, RateUnavailable
+
+ADDRESS_PURPOSE = "invoice"
+
+
+class InvoiceError(Exception):
+    """A request the invoice service refuses; dialects turn each kind into their message."""
+
+
+class CurrencyNotFound(InvoiceError):
+    pass
+
+
+class NetworkNotFound(InvoiceError):
+    pass
+
+
+class ServiceUnavailable(InvoiceError):
+    """The coin exists on the network but is switched off there."""
+
+
+class ToCurrencyNotFound(InvoiceError):
+    pass
+
+
+class ConversionFailed(InvoiceError):
+    pass
+
+
+class InvoiceNotFound(InvoiceError):
+    pass
+
+
+class AmountOutOfRange(InvoiceError):
+    def __init__(self, limit: Decimal, currency: str, *, below: bool) -> None:
+        super().__init__(f"{'below' if below else 'above'} {limit} {currency}")
+        self.limit = limit
+        self.currency = currency
+        self.below = below
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    invoice: Invoice
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """The payer side of a draft, checked against the catalogue."""
+
+    payer_currency: str | None
+    network: str | None
+    service: Service | None
+
+
+class InvoiceService:
+    def __init__(self, catalogue: Catalogue, rates: RatesService, addresses: AddressBook) -> None:
+        self.catalogue = catalogue
+        self.rates = rates
+        self.addresses = addresses
+
+    # ---------------------------------------------------------------- create
+    async def create(
+        self, session: AsyncSession, merchant_id: uuid.UUID, draft: InvoiceDraft
+    ) -> CreateResult:
+        existing = await self.get_by_order_id(session, merchant_id, draft.order_id)
+        if existing is not None:
+            return CreateResult(await self._reuse(session, existing, draft), created=False)
+
+        invoice = await self._build(session, merchant_id, draft)
+        try:
+            async with session.begin_nested():
+                if invoice.network and invoice.payer_currency:
+                    invoice.address = await self.addresses.allocate(
+                        session, invoice.network, ADDRESS_PURPOSE
+                    )
+                session.add(invoice)
+                await session.flush()
+        except IntegrityError:
+            # A concurrent request created this order_id first; its invoice is the answer.
+            existing = await self.get_by_order_id(session, merchant_id, draft.order_id)
+            if existing is None:
+                raise
+            return CreateResult(await self._reuse(session, existing, draft), created=False)
+        return CreateResult(invoice, created=True)
+
+    async def _build(
+        self, session: AsyncSession, merchant_id: uuid.UUID, draft: InvoiceDraft
+    ) -> Invoice:
+        currency = self.catalogue.currency(draft.currency)
+        if currency is None:
+            raise CurrencyNotFound(draft.currency)
+        resolved = self._resolve_payer(draft)
+        currencies = self._coin_list(draft.currencies)
+        except_currencies = self._coin_list(draft.except_currencies)
+
+        now = utcnow()
+        invoice = Invoice(
+            uuid=uuid.uuid4(),
+            merchant_id=merchant_id,
+            order_id=draft.order_id,
+            amount=round_half_up(draft.amount, currency.precision),
+            currency=currency.code,
+            to_currency=draft.to_currency.upper() if draft.to_currency else None,
+            course_source=draft.course_source,
+            discount_percent=draft.discount_percent,
+            subtract=draft.subtract,
+            accuracy_payment_percent=draft.accuracy_payment_percent,
+            is_payment_multiple=draft.is_payment_multiple,
+            lifetime=draft.lifetime,
+            url_return=draft.url_return,
+            url_success=draft.url_success,
+            url_callback=draft.url_callback,
+            additional_data=draft.additional_data,
+            from_referral_code=draft.from_referral_code,
+            currencies=currencies,
+            except_currencies=except_currencies,
+            network=resolved.network,
+            payer_currency=resolved.payer_currency,
+            discount=Decimal(0),
+            status=InvoiceStatus.CHECK.value,
+            expired_at=now + timedelta(seconds=draft.lifetime),
+            created_at=now,
+            updated_at=now,
+        )
+        if invoice.amount <= 0:  # rounded to nothing in the currency's precision
+            raise AmountOutOfRange(quantum(currency.precision), currency.code, below=True)
+        if resolved.payer_currency is not None:
+            await self._price(invoice, resolved)
+        return invoice
+
+    def _resolve_payer(self, draft: InvoiceDraft) -> _Resolved:
+        catalogue = self.catalogue
+        if draft.to_currency:
+            if not catalogue.is_crypto(draft.to_currency):
+                raise ToCurrencyNotFound(draft.to_currency)
+            payer_currency: str | None = draft.to_currency.upper()
+        elif catalogue.is_crypto(draft.currency):
+            payer_currency = draft.currency.upper()
+        else:
+            payer_currency = None
+
+        if draft.network:
+            network = catalogue.network(draft.network)
+            if network is None:
+                raise NetworkNotFound(draft.network)
+            if payer_currency is None:
+                return _Resolved(None, network.code, None)
+            service = catalogue.service(payer_currency, network.code)
+            if service is None:
+                raise (
+                    ToCurrencyNotFound(payer_currency)
+                    if draft.to_currency
+                    else NetworkNotFound(draft.network)
+                )
+            if not service.available:
+                raise ServiceUnavailable(service.key)
+            return _Resolved(payer_currency, network.code, service)
+
+        if payer_currency is None:
+            return _Resolved(None, None, None)
+        available = [s for s in catalogue.services_for(payer_currency) if s.available]
+        if not available:
+            raise ServiceUnavailable(payer_currency)
+        if len(available) == 1:
+            return _Resolved(payer_currency, available[0].network, available[0])
+        return _Resolved(payer_currency, None, None)
+
+    def _coin_list(self, choices: list[CoinChoice] | None) -> list[dict[str, str | None]] | None:
+        if not choices:
+            return None
+        normalized = []
+        for choice in choices:
+            if self.catalogue.currency(choice.currency) is None:
+                raise CurrencyNotFound(choice.currency)
+            if choice.network and self.catalogue.network(choice.network) is None:
+                raise NetworkNotFound(choice.network)
+            normalized.append(
+                CoinChoice(
+                    choice.currency.upper(), choice.network.lower() if choice.network else None
+                ).as_json()
+            )
+        return normalized
+
+    async def _price(self, invoice: Invoice, resolved: _Resolved) -> None:
+        """Lock the rate and the payer's amount on the invoice."""
+        assert resolved.payer_currency is not None
+        payer_currency = resolved.payer_currency
+        if payer_currency == invoice.currency:
+            rate, source = Decimal(1), None
+        else:
+            try:
+                found = await self.rates.get_rate(
+                    invoice.currency, payer_currency, invoice.course_source
+                )
+            except RateUnavailable as exc:
+                raise ConversionFailed(f"{invoice.currency}/{payer_currency}") from exc
+            rate, source = found.value, found.source
+        places = pricing.payer_places(self.catalogue.precision(payer_currency), resolved.service)
+        quoted = pricing.quote(
+            amount=invoice.amount,
+            rate=rate,
+            places=places,
+            discount_percent=invoice.discount_percent,
+            subtract=invoice.subtract,
+            service=resolved.service,
+        )
+        self._check_limits(quoted.payer_amount, payer_currency, resolved.service)
+        invoice.payer_amount_exchange_rate = rate
+        invoice.rate_source = source
+        invoice.discount = quoted.discount
+        invoice.payer_amount = quoted.payer_amount
+        invoice.commission = quoted.commission
+        invoice.merchant_amount = quoted.merchant_amount
+        invoice.payment_amount = Decimal(0) if resolved.service else None
+
+    def _check_limits(self, amount: Decimal, currency: str, service: Service | None) -> None:
+        """Against the chosen service, or, before the network is chosen, against the
+        widest range any network of the coin accepts."""
+        services = [service] if service else self.catalogue.services_for(currency)
+        minimum = min(s.min_amount for s in services)
+        maximum = max(s.max_amount for s in services)
+        if amount < minimum:
+            raise AmountOutOfRange(minimum, currency, below=True)
+        if amount > maximum:
+            raise AmountOutOfRange(maximum, currency, below=False)
+
+    async def _reuse(self, session: AsyncSession, invoice: Invoice, draft: InvoiceDraft) -> Invoice:
+        """An order_id that exists: the invoice as it is, or renewed if `is_refresh` asks
+        and it expired unpaid (new address and expiry, nothing else changes)."""
+        now = utcnow()
+        await self.expire_if_due(session, invoice, now)
+        if draft.is_refresh and invoice.status == InvoiceStatus.CANCEL:
+            await self.refresh(session, invoice, now)
+        return invoice
+
+    async def refresh(self, session: AsyncSession, invoice: Invoice, now: datetime) -> None:
+        self.transition(invoice, InvoiceStatus.CHECK, now)
+        invoice.expired_at = now + timedelta(seconds=invoice.lifetime)
+        if invoice.address is not None and invoice.network is not None:
+            invoice.address = await self.addresses.allocate(
+                session, invoice.network, ADDRESS_PURPOSE
+            )
+        await session.flush()
+
+    # ---------------------------------------------------------------- lifecycle
+    def transition(self, invoice: Invoice, target: InvoiceStatus, now: datetime) -> None:
+        """The single place an invoice changes status."""
+        check_transition(invoice.status, target)
+        invoice.status = target.value
+        invoice.updated_at = now
+
+    async def expire_if_due(self, session: AsyncSession, invoice: Invoice, now: datetime) -> bool:
+        target = ON_EXPIRY.get(InvoiceStatus(invoice.status))
+        if target is None or invoice.expired_at > now:
+            return False
+        self.transition(invoice, target, now)
+        await session.flush()
+        return True
+
+    async def expire_due(self, session: AsyncSession, now: datetime, limit: int = 500) -> int:
+        """Expire invoices whose lifetime ended; safe to run on several workers at once."""
+        stmt = (
+            select(Invoice)
+            .where(Invoice.status.in_([s.value for s in ON_EXPIRY]), Invoice.expired_at <= now)
+            .order_by(Invoice.expired_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        expired = 0
+        for invoice in await session.scalars(stmt):
+            expired += await self.expire_if_due(session, invoice, now)
+        return expired
+
+    # ---------------------------------------------------------------- reads
+    async def get_by_order_id(
+        self, session: AsyncSession, merchant_id: uuid.UUID, order_id: str
+    ) -> Invoice | None:
+        return await session.scalar(
+            select(Invoice).where(Invoice.merchant_id == merchant_id, Invoice.order_id == order_id)
+        )
+
+    async def find(
+        self,
+        session: AsyncSession,
+        merchant_id: uuid.UUID,
+        *,
+        invoice_uuid: uuid.UUID | None = None,
+        order_id: str | None = None,
+    ) -> Invoice:
+        """One of the merchant's invoices, brought up to date with its expiry."""
+        if order_id is not None:
+            invoice = await self.get_by_order_id(session, merchant_id, order_id)
+        else:
+            invoice = await session.scalar(
+                select(Invoice).where(
+                    Invoice.merchant_id == merchant_id, Invoice.uuid == invoice_uuid
+                )
+            )
+        if invoice is None:
+            raise InvoiceNotFound(invoice_uuid or order_id)
+        await self.expire_if_due(session, invoice, utcnow())
+        return invoice
+
+    async def history(
+        self,
+        session: AsyncSession,
+        merchant_id: uuid.UUID,
+        filters: HistoryFilter,
+        cursor: Cursor | None,
+        per_page: int,
+    ) -> Page[Invoice]:
+        stmt = select(Invoice).where(Invoice.merchant_id == merchant_id)
+        if filters.created_from is not None:
+            stmt = stmt.where(Invoice.created_at >= filters.created_from)
+        if filters.created_to is not None:
+            stmt = stmt.where(Invoice.created_at <= filters.created_to)
+        return await keyset_page(session, stmt, Invoice.id, cursor, per_page)

@@ -1,0 +1,1 @@
+"""Users, their merchants (projects) and the merchants' API keys."""

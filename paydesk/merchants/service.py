@@ -1,0 +1,161 @@
+"""Creating merchants, issuing and rotating their keys, and looking keys up fast."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paydesk.db import Database
+from paydesk.merchants.models import Merchant, User
+from paydesk.vault import Vault
+
+
+class KeyKind(enum.StrEnum):
+    PAYMENT = "payment"
+    PAYOUT = "payout"
+
+
+class MerchantError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedMerchant:
+    """A new merchant with its keys in clear text: shown once, never stored so."""
+
+    merchant_id: uuid.UUID
+    payment_key: str
+    payout_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantCredentials:
+    merchant_id: uuid.UUID
+    payment_key: str
+    payout_key: str
+    payments_blocked: bool
+    payouts_blocked: bool
+
+    def key(self, kind: KeyKind) -> str:
+        return self.payment_key if kind is KeyKind.PAYMENT else self.payout_key
+
+
+def generate_api_key() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def normalize_email(email: str) -> str:
+    email = email.strip().lower()
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or " " in email or len(email) > 254:
+        raise MerchantError(f"not an email address: {email!r}")
+    return email
+
+
+async def get_or_create_user(session: AsyncSession, email: str) -> User:
+    email = normalize_email(email)
+    user = await session.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = User(email=email)
+        session.add(user)
+        await session.flush()
+    return user
+
+
+async def create_merchant(
+    session: AsyncSession, vault: Vault, *, name: str, email: str
+) -> IssuedMerchant:
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise MerchantError("a merchant name is 1 to 100 characters")
+    user = await get_or_create_user(session, email)
+    payment_key, payout_key = generate_api_key(), generate_api_key()
+    merchant = Merchant(
+        user_id=user.id,
+        name=name,
+        payment_key_encrypted=vault.encrypt(payment_key),
+        payout_key_encrypted=vault.encrypt(payout_key),
+    )
+    session.add(merchant)
+    await session.flush()
+    return IssuedMerchant(merchant.id, payment_key, payout_key)
+
+
+async def list_merchants(session: AsyncSession) -> list[tuple[Merchant, User]]:
+    rows = await session.execute(
+        select(Merchant, User).join(User, Merchant.user_id == User.id).order_by(Merchant.created_at)
+    )
+    return [(merchant, user) for merchant, user in rows.tuples()]
+
+
+async def rotate_key(
+    session: AsyncSession, vault: Vault, merchant_id: uuid.UUID, kind: KeyKind
+) -> str:
+    """Replace one key; the old one stops working at once on this process and within the
+    credential cache's lifetime on the others."""
+    merchant = await session.get(Merchant, merchant_id, with_for_update=True)
+    if merchant is None:
+        raise MerchantError(f"no merchant {merchant_id}")
+    key = generate_api_key()
+    if kind is KeyKind.PAYMENT:
+        merchant.payment_key_encrypted = vault.encrypt(key)
+    else:
+        merchant.payout_key_encrypted = vault.encrypt(key)
+    await session.flush()
+    return key
+
+
+async def load_credentials(
+    session: AsyncSession, vault: Vault, merchant_id: uuid.UUID
+) -> MerchantCredentials | None:
+    row = (
+        await session.execute(
+            select(
+                Merchant.payment_key_encrypted,
+                Merchant.payout_key_encrypted,
+                Merchant.payments_blocked,
+                Merchant.payouts_blocked,
+            ).where(Merchant.id == merchant_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    return MerchantCredentials(
+        merchant_id=merchant_id,
+        payment_key=vault.decrypt(row.payment_key_encrypted),
+        payout_key=vault.decrypt(row.payout_key_encrypted),
+        payments_blocked=row.payments_blocked,
+        payouts_blocked=row.payouts_blocked,
+    )
+
+
+class CredentialsCache:
+    """Decrypted merchant keys, kept for a short time so that signed requests do not pay a
+    database round trip and a decryption each. Unknown merchants are cached too, so a
+    flood of made-up ids does not reach the database."""
+
+    def __init__(self, db: Database, vault: Vault, ttl_seconds: float, size: int = 10_000):
+        self._db = db
+        self._vault = vault
+        self._cache: TTLCache[uuid.UUID, MerchantCredentials | None] = TTLCache(
+            maxsize=size, ttl=ttl_seconds
+        )
+
+    async def get(self, merchant_id: uuid.UUID) -> MerchantCredentials | None:
+        try:
+            return self._cache[merchant_id]
+        except KeyError:
+            pass
+        async with self._db.sessionmaker() as session:
+            credentials = await load_credentials(session, self._vault, merchant_id)
+        self._cache[merchant_id] = credentials
+        return credentials
+
+    def invalidate(self, merchant_id: uuid.UUID) -> None:
+        self._cache.pop(merchant_id, None)

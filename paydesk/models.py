@@ -1,0 +1,8 @@
+"""Every ORM model, imported in one place so the metadata is complete (Alembic, tests)."""
+
+from paydesk.chains.models import AddressCounter, DepositAddress
+from paydesk.idempotency.models import IdempotencyRecord
+from paydesk.invoices.models import Invoice
+from paydesk.merchants.models import Merchant, User
+
+__all__ = ["AddressCounter", "DepositAddress", "IdempotencyRecord", "Invoice", "Merchant", "User"]

@@ -1,0 +1,1 @@
+"""Exchange rates: providers behind one interface, and the conversions built on them."""

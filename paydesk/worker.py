@@ -1,0 +1,21 @@
+"""`paydesk worker`: every background loop, each in the package whose logic it drives."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from paydesk.context import Context
+from paydesk.idempotency.worker import purge_loop
+from paydesk.invoices.worker import expiry_loop
+
+log = structlog.get_logger(__name__)
+
+LOOPS = (expiry_loop, purge_loop)
+
+
+async def run_workers(context: Context, stop: asyncio.Event) -> None:
+    log.info("worker.started", loops=[loop.__name__ for loop in LOOPS])
+    await asyncio.gather(*(loop(context, stop) for loop in LOOPS))
+    log.info("worker.stopped")
