@@ -14,6 +14,8 @@ from decimal import ROUND_HALF_UP, ROUND_UP, Context, Decimal, InvalidOperation,
 
 #: Precision for intermediate results: 30 integer digits + 18 fractional + guard digits.
 PRECISION = 80
+#: Significant digits a derived exchange rate keeps (an inverse has no finite expansion).
+RATE_PRECISION = 28
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -50,6 +52,14 @@ def parse_decimal(value: object) -> Decimal | None:
         except InvalidOperation:  # pragma: no cover - the regex admits only valid literals
             return None
     return None
+
+
+@contextmanager
+def rate_context() -> Iterator[Context]:
+    """The context derived rates (inverses, crosses) are computed in."""
+    with localcontext() as ctx:
+        ctx.prec = RATE_PRECISION
+        yield ctx
 
 
 def quantum(places: int) -> Decimal:

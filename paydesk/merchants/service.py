@@ -91,7 +91,7 @@ async def list_merchants(session: AsyncSession) -> list[tuple[Merchant, User]]:
     rows = await session.execute(
         select(Merchant, User).join(User, Merchant.user_id == User.id).order_by(Merchant.created_at)
     )
-    return [(merchant, user) for merchant, user in rows.tuples()]
+    return [(merchant, user) for merchant, user in rows]
 
 
 async def rotate_key(

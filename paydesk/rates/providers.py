@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from paydesk.db import utcnow
-from paydesk.money import money_context
+from paydesk.money import rate_context
 from paydesk.rates.models import Rate
 
 
@@ -28,7 +28,7 @@ class StaticRateProvider:
 
     def __init__(self, table: dict[str, Decimal]) -> None:
         self._edges: dict[str, dict[str, Decimal]] = {}
-        with money_context():
+        with rate_context():
             for pair, value in table.items():
                 base, _, quote = pair.upper().partition("/")
                 if not base or not quote or value <= 0:
@@ -48,7 +48,7 @@ class StaticRateProvider:
         direct = self._edges.get(base, {}).get(quote)
         if direct is not None:
             return direct
-        with money_context():
+        with rate_context():
             for middle, first in sorted(self._edges.get(base, {}).items()):
                 second = self._edges.get(middle, {}).get(quote)
                 if second is not None:

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from paydesk.catalogue.service import CatalogueError, load_catalogue
+
+ALL_NETWORKS = [
+    "devnet", "btc", "ltc", "bch", "doge", "dash", "eth", "bsc", "polygon", "arbitrum",
+    "avalanche", "tron", "sol", "ton", "xmr",
+]  # fmt: skip
+
+
+def test_built_in_catalogue_covers_the_spec_networks():
+    catalogue = load_catalogue(ALL_NETWORKS)
+    assert {n.code for n in catalogue.networks} == set(ALL_NETWORKS)
+    pairs = {(s.network, s.currency) for s in catalogue.services}
+    for pair in [("tron", "USDT"), ("eth", "USDC"), ("bsc", "USDT"), ("btc", "BTC"),
+                 ("ltc", "LTC"), ("polygon", "USDT"), ("arbitrum", "ETH"), ("ton", "USDT")]:  # fmt: skip
+        assert pair in pairs
+    assert catalogue.service("USDT", "bsc").decimals == 18
+    assert catalogue.service("usdt", "TRON").contract == "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+
+
+def test_only_enabled_networks_are_visible():
+    catalogue = load_catalogue(["devnet"])
+    assert catalogue.network("tron") is None
+    assert catalogue.service("USDT", "tron") is None
+    assert catalogue.currency("XMR") is None  # carried by no enabled network
+    assert catalogue.currency("USD").is_fiat
+    assert catalogue.currency("usdt").code == "USDT"
+    assert catalogue.precision("JPY") == 0 and catalogue.precision("KWD") == 3
+
+
+def test_unknown_enabled_network_is_an_error():
+    with pytest.raises(CatalogueError, match="nonet"):
+        load_catalogue(["devnet", "nonet"])
+
+
+def test_operator_override_merges_by_key(tmp_path: Path):
+    override = tmp_path / "c.toml"
+    override.write_text(
+        '[fiat]\nXTS = { name = "Test", precision = 2 }\n'
+        '[[services]]\nnetwork = "devnet"\ncurrency = "USDT"\npercent = 1.5\nmin_amount = "2"\n'
+    )
+    catalogue = load_catalogue(["devnet"], override)
+    usdt = catalogue.service("USDT", "devnet")
+    assert usdt.percent == Decimal("1.5") and usdt.min_amount == Decimal(2)
+    assert usdt.max_amount == Decimal(1000000)  # untouched fields keep their values
+    assert catalogue.currency("XTS").is_fiat
+
+
+def test_bad_limits_are_refused(tmp_path: Path):
+    override = tmp_path / "c.toml"
+    override.write_text('[[services]]\nnetwork = "devnet"\ncurrency = "USDT"\nmin_amount = "5000000"\n')
+    with pytest.raises(CatalogueError, match="bad limits"):
+        load_catalogue(["devnet"], override)
