@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.catalogue.models import Service
 from paydesk.catalogue.service import Catalogue
 from paydesk.chains.service import AddressBook
-from paydesk.db import utcnow
+from paydesk.db import dialect_insert, utcnow
 from paydesk.invoices import pricing
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.schemas import CoinChoice, HistoryFilter, InvoiceDraft
@@ -91,30 +90,41 @@ class InvoiceService:
     async def create(
         self, session: AsyncSession, merchant_id: uuid.UUID, draft: InvoiceDraft
     ) -> CreateResult:
-        existing = await self.get_by_order_id(session, merchant_id, draft.order_id)
-        if existing is not None:
-            return CreateResult(await self._reuse(session, existing, draft), created=False)
-
-        invoice = await self._build(session, merchant_id, draft)
+        """Insert first and let the unique (merchant, order_id) index answer whether the
+        order exists: one statement for a new fiat invoice, and a concurrent create waits
+        for the first to commit and then returns its invoice."""
         try:
-            async with session.begin_nested():
-                if invoice.network and invoice.payer_currency:
-                    invoice.address = await self.addresses.allocate(
-                        session, invoice.network, ADDRESS_PURPOSE
-                    )
-                session.add(invoice)
-                await session.flush()
-        except IntegrityError:
-            # A concurrent request created this order_id first; its invoice is the answer.
+            invoice = await self._build(merchant_id, draft)
+        except InvoiceError:
+            # An existing order is returned even when the repeated request is not valid.
             existing = await self.get_by_order_id(session, merchant_id, draft.order_id)
             if existing is None:
                 raise
             return CreateResult(await self._reuse(session, existing, draft), created=False)
+
+        inserted = await session.execute(
+            dialect_insert(session, Invoice)
+            .values(_column_values(invoice))
+            .on_conflict_do_nothing(index_elements=[Invoice.merchant_id, Invoice.order_id])
+            .returning(Invoice.id)
+        )
+        invoice_id = inserted.scalar()
+        if invoice_id is None:
+            existing = await self.get_by_order_id(session, merchant_id, draft.order_id)
+            assert existing is not None, "the conflicting invoice is committed and visible"
+            return CreateResult(await self._reuse(session, existing, draft), created=False)
+        invoice.id = invoice_id
+        if invoice.network and invoice.payer_currency:
+            invoice.address = await self.addresses.allocate(
+                session, invoice.network, ADDRESS_PURPOSE
+            )
+            await session.execute(
+                update(Invoice).where(Invoice.id == invoice_id).values(address=invoice.address)
+            )
         return CreateResult(invoice, created=True)
 
-    async def _build(
-        self, session: AsyncSession, merchant_id: uuid.UUID, draft: InvoiceDraft
-    ) -> Invoice:
+    async def _build(self, merchant_id: uuid.UUID, draft: InvoiceDraft) -> Invoice:
+        """A priced, validated invoice, not yet stored."""
         currency = self.catalogue.currency(draft.currency)
         if currency is None:
             raise CurrencyNotFound(draft.currency)
@@ -344,3 +354,10 @@ class InvoiceService:
         if filters.created_to is not None:
             stmt = stmt.where(Invoice.created_at <= filters.created_to)
         return await keyset_page(session, stmt, Invoice.id, cursor, per_page)
+
+
+_INVOICE_COLUMNS = [column.key for column in Invoice.__table__.columns if column.key != "id"]
+
+
+def _column_values(invoice: Invoice) -> dict[str, object]:
+    return {key: getattr(invoice, key) for key in _INVOICE_COLUMNS}
