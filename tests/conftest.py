@@ -64,7 +64,10 @@ async def _pg_admin(*statements: str) -> None:
 
     url = make_url(PG_ADMIN_URL)
     connection = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password,
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        password=url.password,
         database=url.database,
     )
     try:
@@ -124,7 +127,9 @@ def migrated_databases(
 
 
 @pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest, migrated_databases: dict[str, TestDatabase]) -> TestDatabase:
+def database(
+    request: pytest.FixtureRequest, migrated_databases: dict[str, TestDatabase]
+) -> TestDatabase:
     if request.param not in migrated_databases:
         pytest.skip("PostgreSQL is not reachable")
     return migrated_databases[request.param]

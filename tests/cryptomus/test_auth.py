@@ -76,7 +76,8 @@ async def test_spec_vector_create_invoice(spec_api):
         # PHP json_encode: escaped slashes
         b'{"amount":"15","currency":"USD","order_id":"sp-1","url_callback":"https:\\/\\/shop.test\\/cb"}',
         # Go encoding/json: <>& escaped, raw UTF-8
-        b'{"amount":"15","currency":"USD","order_id":"sp-1","additional_data":"\\u003cb\\u003e \xc3\xa9"}',
+        b'{"amount":"15","currency":"USD","order_id":"sp-1",'
+        b'"additional_data":"\\u003cb\\u003e \xc3\xa9"}',
         # pretty-printed with a trailing newline
         b'{\n  "amount": "15",\n  "currency": "USD",\n  "order_id": "sp-1"\n}\n',
     ],
@@ -92,7 +93,9 @@ async def test_re_encoded_body_does_not_match(api: CryptomusClient):
     Cryptomus rejects it (spec 14.1)."""
     sent = b'{"amount":"15","currency":"USD","order_id":"x","url_callback":"https://shop.test/cb"}'
     signed = sent.replace(b"/", b"\\/")
-    response = await api.post("/v1/payment", body=sent, headers={"sign": sign(signed, api.merchant.payment_key)})
+    response = await api.post(
+        "/v1/payment", body=sent, headers={"sign": sign(signed, api.merchant.payment_key)}
+    )
     assert response.status_code == 401
     assert response.json() == {"state": 1, "message": "Invalid Sign."}
 
@@ -116,7 +119,10 @@ async def test_content_type_may_be_missing(api: CryptomusClient):
     response = await api.http.post(
         "/v1/payment",
         content=body,
-        headers={"merchant": str(api.merchant.merchant_id), "sign": sign(body, api.merchant.payment_key)},
+        headers={
+            "merchant": str(api.merchant.merchant_id),
+            "sign": sign(body, api.merchant.payment_key),
+        },
     )
     assert response.status_code == 200, response.text
 
@@ -140,7 +146,13 @@ async def test_content_type_may_be_missing(api: CryptomusClient):
 async def test_authentication_failures(api: CryptomusClient, headers, status, message):
     body = b'{"amount":"15","currency":"USD","order_id":"1"}'
     real = {
-        k: (str(api.merchant.merchant_id) if v == "MERCHANT" else sign(body, api.merchant.payment_key) if v == "SIGN" else v)
+        k: (
+            str(api.merchant.merchant_id)
+            if v == "MERCHANT"
+            else sign(body, api.merchant.payment_key)
+            if v == "SIGN"
+            else v
+        )
         for k, v in headers.items()
     }
     response = await api.http.post("/v1/payment", content=body, headers=real)
@@ -189,7 +201,12 @@ async def test_other_merchants_key_is_rejected(api: CryptomusClient, context):
         (b"[1, 2]", "application/json", 422, "The request body must be a JSON object"),
         (b'"text"', "application/json", 422, "The request body must be a JSON object"),
         (b"42", "application/json", 422, "The request body must be a JSON object"),
-        (b"[" * 100_00 + b"]" * 100_00, "application/json", 422, "The request body is not valid JSON"),
+        (
+            b"[" * 100_00 + b"]" * 100_00,
+            "application/json",
+            422,
+            "The request body is not valid JSON",
+        ),
         (
             b"amount=15&currency=USD",
             "application/x-www-form-urlencoded",
@@ -199,7 +216,9 @@ async def test_other_merchants_key_is_rejected(api: CryptomusClient, context):
     ],
     ids=["truncated", "not-utf8", "nan", "array", "string", "number", "deep", "form"],
 )
-async def test_malformed_bodies_get_a_clear_error(api: CryptomusClient, body, content_type, status, message):
+async def test_malformed_bodies_get_a_clear_error(
+    api: CryptomusClient, body, content_type, status, message
+):
     response = await api.post("/v1/payment", body=body, headers={"content-type": content_type})
     assert response.status_code == status, response.text
     assert response.json() == {"state": 1, "message": message}
@@ -207,10 +226,15 @@ async def test_malformed_bodies_get_a_clear_error(api: CryptomusClient, body, co
 
 async def test_oversized_body_is_refused_before_it_is_read(api: CryptomusClient, context):
     limit = context.settings.max_body_bytes
-    body = json.dumps({"amount": "15", "currency": "USD", "order_id": "1", "pad": "x" * limit}).encode()
+    body = json.dumps(
+        {"amount": "15", "currency": "USD", "order_id": "1", "pad": "x" * limit}
+    ).encode()
     response = await api.post("/v1/payment", body=body)
     assert response.status_code == 413
-    assert response.json() == {"state": 1, "message": f"The request body is larger than {limit} bytes"}
+    assert response.json() == {
+        "state": 1,
+        "message": f"The request body is larger than {limit} bytes",
+    }
 
 
 async def test_body_at_the_limit_is_accepted(api: CryptomusClient, context):
@@ -238,7 +262,9 @@ async def test_unknown_path_and_wrong_method(api: CryptomusClient):
 async def test_blocked_merchant_is_forbidden_to_create(api: CryptomusClient, context):
     async with context.db.transaction() as session:
         await session.execute(
-            update(Merchant).where(Merchant.id == api.merchant.merchant_id).values(payments_blocked=True)
+            update(Merchant)
+            .where(Merchant.id == api.merchant.merchant_id)
+            .values(payments_blocked=True)
         )
     response = await api.post("/v1/payment", {"amount": "15", "currency": "USD", "order_id": "1"})
     assert response.status_code == 422

@@ -146,7 +146,8 @@ async def test_conversion_with_operator_rates(api: CryptomusClient, context, set
     assert invoice.payer_amount_exchange_rate == Decimal(1) / Decimal(65000)
     assert invoice.rate_source == "static"
     result = await api.result(
-        "/v1/payment", {"amount": "100", "currency": "EUR", "order_id": "eur", "to_currency": "USDT"}
+        "/v1/payment",
+        {"amount": "100", "currency": "EUR", "order_id": "eur", "to_currency": "USDT"},
     )
     assert result["payer_amount"] == "108.00000000"
 
@@ -176,7 +177,10 @@ async def test_to_currency_must_be_a_served_crypto(api: CryptomusClient, to_curr
         ({"currency": "BTC", "amount": "0.000009"}, "Minimum amount 0.00001 BTC"),
         ({"currency": "USD", "amount": "0.001"}, "Minimum amount 0.01 USD"),
         ({"currencies": [{"currency": "ZZZ"}]}, "The currency was not found"),
-        ({"except_currencies": [{"currency": "USDT", "network": "nope"}]}, "The network was not found"),
+        (
+            {"except_currencies": [{"currency": "USDT", "network": "nope"}]},
+            "The network was not found",
+        ),
     ],
 )
 async def test_business_errors(api: CryptomusClient, context, body, message):
@@ -204,9 +208,15 @@ async def test_catalogue_switches_a_service_off(tmp_path: Path, database, mercha
 # ------------------------------------------------------------------ discount and commission
 @pytest.mark.parametrize(
     ("percent", "discount", "payer_amount"),
-    [(5, "0.75000000", "14.25000000"), (-5, "-0.75000000", "15.75000000"), (0, "0.00000000", "15.00000000")],
+    [
+        (5, "0.75000000", "14.25000000"),
+        (-5, "-0.75000000", "15.75000000"),
+        (0, "0.00000000", "15.00000000"),
+    ],
 )
-async def test_discount_follows_the_documented_examples(api: CryptomusClient, percent, discount, payer_amount):
+async def test_discount_follows_the_documented_examples(
+    api: CryptomusClient, percent, discount, payer_amount
+):
     result = await api.result(
         "/v1/payment",
         {"amount": "15", "currency": "USDT", "order_id": "d", "discount_percent": percent},
@@ -272,7 +282,11 @@ async def test_commission_as_in_the_documented_invoice(tmp_path, merchant_factor
 
 @pytest.mark.parametrize(
     ("subtract", "payer_amount", "merchant_amount"),
-    [(0, "100.00000000", "99.00000000"), (50, "100.50000000", "99.50000000"), (100, "101.00000000", "100.00000000")],
+    [
+        (0, "100.00000000", "99.00000000"),
+        (50, "100.50000000", "99.50000000"),
+        (100, "101.00000000", "100.00000000"),
+    ],
 )
 async def test_subtract_moves_the_commission_to_the_payer(
     tmp_path, merchant_factory, subtract, payer_amount, merchant_amount
@@ -359,7 +373,9 @@ async def test_subtract_moves_the_commission_to_the_payer(
         ("except_currencies", {"currency": "USDT"}, "validation.array"),
     ],
 )
-async def test_each_rule_rejects_with_its_laravel_key(api: CryptomusClient, context, field, value, rule):
+async def test_each_rule_rejects_with_its_laravel_key(
+    api: CryptomusClient, context, field, value, rule
+):
     errors = await errors_of(api, {**BASE, field: value})
     assert errors == {field: [rule]}
     assert await count(context, Invoice) == 0
@@ -401,9 +417,7 @@ async def test_values_at_the_bounds_are_accepted(api: CryptomusClient, field, va
     assert check(result)
 
 
-@pytest.mark.parametrize(
-    "value", [True, False, 1, 0, "1", "0", "true", "false", "TRUE", "False"]
-)
+@pytest.mark.parametrize("value", [True, False, 1, 0, "1", "0", "true", "false", "TRUE", "False"])
 async def test_every_boolean_form_real_clients_send(api: CryptomusClient, context, value):
     await api.result("/v1/payment", {**BASE, "is_payment_multiple": value, "is_refresh": value})
     invoice = await stored(context, "order-1")
@@ -616,7 +630,9 @@ async def test_rejected_create_leaves_no_trace(api: CryptomusClient, context):
     await api.result("/v1/payment", {"amount": "5", "currency": "USDT", "order_id": "keep"})
     async with context.db.sessionmaker() as session:
         index_before = await session.scalar(select(AddressCounter.next_index))
-    response = await api.post("/v1/payment", {"amount": "0.1", "currency": "USDT", "order_id": "no"})
+    response = await api.post(
+        "/v1/payment", {"amount": "0.1", "currency": "USDT", "order_id": "no"}
+    )
     assert response.status_code == 422
     async with context.db.sessionmaker() as session:
         assert await session.scalar(select(AddressCounter.next_index)) == index_before

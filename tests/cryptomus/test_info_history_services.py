@@ -69,7 +69,10 @@ async def test_another_merchants_invoice_is_not_found(api: CryptomusClient, cont
 @pytest.mark.parametrize(
     ("body", "errors"),
     [
-        ({}, {"uuid": ["validation.required_without"], "order_id": ["validation.required_without"]}),
+        (
+            {},
+            {"uuid": ["validation.required_without"], "order_id": ["validation.required_without"]},
+        ),
         (
             {"uuid": "", "order_id": None},
             {"uuid": ["validation.required_without"], "order_id": ["validation.required_without"]},
