@@ -1,0 +1,98 @@
+"""The `paydesk` command, run as an operator runs it."""
+
+from __future__ import annotations
+
+import json
+import stat
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import create_pg_database, drop_pg_database, free_port, worker_id
+from tests.live import PAYDESK, paydesk_env, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return paydesk_env(tmp_path / "data", None)
+
+
+def test_version_and_help(env):
+    done = run_cli("version", env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "0.1.0"
+    for command in (["serve"], ["migrate"], ["worker"], ["merchant", "create"],
+                    ["merchant", "list"], ["merchant", "rotate-key"]):  # fmt: skip
+        done = run_cli(*command, "--help", env=env)
+        assert done.returncode == 0, command
+        assert "Usage" in done.stdout
+
+
+def test_merchant_lifecycle(env, tmp_path: Path):
+    done = run_cli("merchant", "create", "--name", "Shop", "--email", "o@shop.test", "--json",
+                   env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    issued = json.loads(done.stdout)
+    assert set(issued) == {"merchant", "payment_key", "payout_key"}
+    uuid.UUID(issued["merchant"])
+    assert issued["payment_key"] and issued["payout_key"]
+    assert issued["payment_key"] != issued["payout_key"]
+
+    key_file = tmp_path / "data" / "master.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    database = (tmp_path / "data" / "paydesk.db").read_bytes()
+    for key in (issued["payment_key"], issued["payout_key"]):
+        assert key.encode() not in database
+
+    listed = run_cli("merchant", "list", env=env)
+    assert listed.returncode == 0
+    assert issued["merchant"] in listed.stdout and "o@shop.test" in listed.stdout
+    assert issued["payment_key"] not in listed.stdout
+
+    rotated = run_cli("merchant", "rotate-key", issued["merchant"], "--kind", "payout", "--json",
+                      env=env)  # fmt: skip
+    assert rotated.returncode == 0, rotated.stderr
+    new_key = json.loads(rotated.stdout)["payout_key"]
+    assert new_key and new_key != issued["payout_key"]
+
+    human = run_cli("merchant", "create", "--name", "Two", "--email", "o@shop.test", env=env)
+    assert "payment key" in human.stdout and "shown once" in human.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["merchant", "create", "--name", "Shop", "--email", "not-an-email"],
+        ["merchant", "rotate-key", "not-a-uuid"],
+        ["merchant", "rotate-key", str(uuid.UUID(int=1))],
+    ],
+)
+def test_operator_mistakes_exit_with_a_message(env, args):
+    done = run_cli(*args, env=env)
+    assert done.returncode != 0
+    assert "error" in done.stderr.lower()
+
+
+def test_postgres_migrate_and_serve_refusal(postgres_available, tmp_path: Path):
+    if not postgres_available:
+        pytest.skip("PostgreSQL is not reachable")
+    name = f"paydesk_cli_{worker_id()}"
+    env = paydesk_env(tmp_path, create_pg_database(name))
+    try:
+        refused = run_cli("serve", "--port", str(free_port()), env=env, timeout=60)
+        assert refused.returncode != 0
+        assert "paydesk migrate" in refused.stderr
+
+        first = run_cli("migrate", env=env)
+        assert first.returncode == 0, first.stderr
+        assert "migrated" in first.stdout
+        second = run_cli("migrate", env=env)
+        assert "already" in second.stdout
+    finally:
+        drop_pg_database(name)
+
+
+def test_console_script_is_installed():
+    assert Path(PAYDESK).exists()
