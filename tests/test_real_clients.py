@@ -103,7 +103,7 @@ def test_official_sdk_history_with_its_body_cursor(live: LiveServer):
 
 def test_official_sdk_surfaces_errors(live: LiveServer):
     client = official(live)
-    with pytest.raises(RequestExceptionsBuilder, match="Minimum amount 0.5 USDT"):
+    with pytest.raises(RequestExceptionsBuilder, match=r"Minimum amount 0\.5 USDT"):
         client.create({"amount": "0.1", "currency": "USDT", "order_id": unique("min")})
     with pytest.raises(RequestExceptionsBuilder) as raised:
         client.create({"amount": "1", "currency": "USD", "order_id": "has space"})
