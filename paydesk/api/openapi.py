@@ -15,14 +15,18 @@ _security_schemes: dict[str, dict[str, Any]] = {}
 
 
 def json_body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
-    """`openapi_extra` describing a JSON request body of `model`."""
+    """`openapi_extra` describing a JSON request body of `model`.
+
+    An optional body may also be absent, `null` or `[]`: clients send all of these for
+    "no parameters"."""
     _request_models[model.__name__] = model
+    schema: dict[str, Any] = {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+    if not required:
+        schema = {"anyOf": [schema, {"type": "null"}, {"type": "array", "maxItems": 0}]}
     return {
         "requestBody": {
             "required": required,
-            "content": {
-                "application/json": {"schema": {"$ref": REF_TEMPLATE.format(model=model.__name__)}}
-            },
+            "content": {"application/json": {"schema": schema}},
         }
     }
 

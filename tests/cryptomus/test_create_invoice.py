@@ -316,6 +316,9 @@ async def test_subtract_moves_the_commission_to_the_payer(
         ("amount", [], "validation.numeric"),
         ("amount", "0", "validation.gt.numeric"),
         ("amount", "-1", "validation.gt.numeric"),
+        ("amount", "1" + "0" * 30, "validation.max.numeric"),
+        ("amount", "1.7976931348623157e308", "validation.max.numeric"),
+        ("amount", "1e400000", "validation.max.numeric"),
         # currency / network
         ("currency", None, "validation.required"),
         ("currency", 5, "validation.string"),
@@ -344,6 +347,8 @@ async def test_subtract_moves_the_commission_to_the_payer(
         ("lifetime", 3600.5, "validation.integer"),
         ("lifetime", "1h", "validation.integer"),
         ("lifetime", True, "validation.integer"),
+        ("lifetime", "9" * 5000, "validation.max.numeric"),
+        ("lifetime", "1e3", "validation.integer"),
         # subtract
         ("subtract", -1, "validation.min.numeric"),
         ("subtract", 101, "validation.max.numeric"),
@@ -391,6 +396,7 @@ async def test_each_rule_rejects_with_its_laravel_key(
         ("amount", 10.5, lambda r: r["amount"] == "10.50"),
         ("amount", "15.005", lambda r: r["amount"] == "15.01"),
         ("amount", " 15 ", lambda r: r["amount"] == "15.00"),
+        ("amount", "9" * 30, lambda r: r["amount"] == "9" * 30 + ".00"),
         ("lifetime", 300, lambda r: True),
         ("lifetime", "43200", lambda r: True),
         ("lifetime", 3600.0, lambda r: True),

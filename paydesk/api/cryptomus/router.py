@@ -3,9 +3,9 @@ wraps the result; the logic lives in the services."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from paydesk.api import openapi
 from paydesk.api.cryptomus.auth import SignedRequest, authenticate
@@ -63,9 +63,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _doc(model: type, result: Any) -> dict[str, Any]:
+def _doc(model: type, result: Any, *, body_required: bool = True) -> dict[str, Any]:
     return {
-        "openapi_extra": {**openapi.json_body(model), "security": [{"merchant": [], "sign": []}]},
+        "openapi_extra": {
+            **openapi.json_body(model, required=body_required),
+            "security": [{"merchant": [], "sign": []}],
+        },
         "responses": {200: {"model": Success[result]}, **ERRORS},
         "response_class": Response,
     }
@@ -125,17 +128,22 @@ async def invoice_info(request: Request) -> Response:
     summary="Invoice history",
     description="Newest first, 15 per page. The next page is `?cursor=<nextCursor>` "
     "(a `cursor` in the body is read too).",
-    **_doc(HistoryRequest, PageResult[InvoiceResult]),
+    **_doc(HistoryRequest, PageResult[InvoiceResult], body_required=False),
 )
-async def invoice_history(request: Request) -> Response:
+async def invoice_history(
+    request: Request,
+    cursor: Annotated[
+        str | None, Query(max_length=2048, description="`nextCursor` or `previousCursor`")
+    ] = None,
+) -> Response:
     context = _context(request)
     signed = await _signed(request, KeyKind.PAYMENT, read_only=True)
     query = validate(HistoryRequest, signed.data)
-    cursor = decode_cursor(request.query_params.get("cursor") or query.cursor)
+    position = decode_cursor(cursor or query.cursor)
     filters = HistoryFilter(created_from=query.date_from, created_to=query.date_to)
     async with context.db.transaction() as session:
         page = await context.invoices.history(
-            session, signed.merchant_id, filters, cursor, PER_PAGE
+            session, signed.merchant_id, filters, position, PER_PAGE
         )
         items = [
             invoice_result(invoice, context.catalogue, context.settings.base_url)
@@ -148,7 +156,7 @@ async def invoice_history(request: Request) -> Response:
     "/v1/payment/services",
     summary="Payment services",
     description="Every coin and network this server accepts, with limits and commission.",
-    **_doc(EmptyRequest, list[ServiceResult]),
+    **_doc(EmptyRequest, list[ServiceResult], body_required=False),
 )
 async def payment_services(request: Request) -> Response:
     context = _context(request)

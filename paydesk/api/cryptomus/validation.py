@@ -86,24 +86,20 @@ def string_rule(
     return BeforeValidator(_passes_none(check))
 
 
-def integer_rule(*, minimum: int | None = None, maximum: int | None = None) -> BeforeValidator:
+def integer_rule(*, minimum: int, maximum: int) -> BeforeValidator:
     def check(value: Any) -> int:
-        number: int | None = None
-        if isinstance(value, bool):
-            number = None
-        elif isinstance(value, int):
-            number = value
-        elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral():
-            number = int(value)
+        number: Decimal | None = None
+        if isinstance(value, int | Decimal) and not isinstance(value, bool):
+            number = Decimal(value)
         elif isinstance(value, str) and _INTEGER.match(value.strip()):
-            number = int(value.strip())
-        if number is None:
+            number = Decimal(value.strip())
+        if number is None or not number.is_finite() or number != number.to_integral_value():
             raise fail("validation.integer")
-        if minimum is not None and number < minimum:
+        if number < minimum:
             raise fail("validation.min.numeric")
-        if maximum is not None and number > maximum:
+        if number > maximum:
             raise fail("validation.max.numeric")
-        return number
+        return int(number)
 
     return BeforeValidator(_passes_none(check))
 
@@ -208,8 +204,8 @@ def numeric_type(**rule: Any) -> Any:
     return Annotated[Decimal, numeric_rule(**rule), WithJsonSchema({**NUMERIC_SCHEMA, **bounds})]
 
 
-def integer_type(minimum: int | None = None, maximum: int | None = None) -> Any:
-    bounds = {k: v for k, v in (("minimum", minimum), ("maximum", maximum)) if v is not None}
+def integer_type(minimum: int, maximum: int) -> Any:
+    bounds = {"minimum": minimum, "maximum": maximum}
     return Annotated[
         int,
         integer_rule(minimum=minimum, maximum=maximum),
