@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -73,6 +74,12 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
             await prepare_schema(ctx)
             if owned and ctx.settings.runs_embedded_worker:
                 worker = asyncio.create_task(run_workers(ctx, stop))
+            # Everything allocated so far lives as long as the process: keep the cyclic
+            # garbage collector from rescanning it on every collection.
+            gc.freeze()
+            # Each request allocates a few thousand short-lived objects; collecting the
+            # young generation every 700 allocations costs more than the memory saved.
+            gc.set_threshold(50_000, 20, 100)
             yield
         finally:
             stop.set()

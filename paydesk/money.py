@@ -7,6 +7,7 @@ straight into `Decimal`; they leave as fixed-point strings.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,10 @@ PRECISION = 80
 #: Significant digits a derived exchange rate keeps (an inverse has no finite expansion).
 RATE_PRECISION = 28
 
+#: Contexts for single operations (a `localcontext()` per call costs more than the math).
+MONEY = Context(prec=PRECISION)
+RATES = Context(prec=RATE_PRECISION)
+
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 
@@ -26,8 +31,7 @@ _NUMERIC = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 @contextmanager
 def money_context() -> Iterator[Context]:
     """A decimal context wide enough that no money operation rounds implicitly."""
-    with localcontext() as ctx:
-        ctx.prec = PRECISION
+    with localcontext(MONEY) as ctx:
         yield ctx
 
 
@@ -57,25 +61,23 @@ def parse_decimal(value: object) -> Decimal | None:
 @contextmanager
 def rate_context() -> Iterator[Context]:
     """The context derived rates (inverses, crosses) are computed in."""
-    with localcontext() as ctx:
-        ctx.prec = RATE_PRECISION
+    with localcontext(RATES) as ctx:
         yield ctx
 
 
+@functools.cache
 def quantum(places: int) -> Decimal:
     return Decimal(1).scaleb(-places)
 
 
 def round_half_up(amount: Decimal, places: int) -> Decimal:
     """Round to `places` decimals, halves away from zero (the rounding merchants expect)."""
-    with money_context():
-        return amount.quantize(quantum(places), rounding=ROUND_HALF_UP)
+    return amount.quantize(quantum(places), rounding=ROUND_HALF_UP, context=MONEY)
 
 
 def round_up(amount: Decimal, places: int) -> Decimal:
     """Round away from zero: used for what a payer owes, so the merchant is never short."""
-    with money_context():
-        return amount.quantize(quantum(places), rounding=ROUND_UP)
+    return amount.quantize(quantum(places), rounding=ROUND_UP, context=MONEY)
 
 
 def fixed(amount: Decimal, places: int) -> str:
@@ -92,8 +94,7 @@ def plain(amount: Decimal) -> str:
 
 
 def percent_of(amount: Decimal, percent: Decimal) -> Decimal:
-    with money_context():
-        return amount * percent / HUNDRED
+    return MONEY.divide(MONEY.multiply(amount, percent), HUNDRED)
 
 
 def fixed_at_least(amount: Decimal, places: int) -> str:

@@ -6,13 +6,14 @@ import asyncio
 
 import structlog
 
+from paydesk.chains.worker import address_pool_loop
 from paydesk.context import Context
 from paydesk.idempotency.worker import purge_loop
 from paydesk.invoices.worker import expiry_loop
 
 log = structlog.get_logger(__name__)
 
-LOOPS = (expiry_loop, purge_loop)
+LOOPS = (expiry_loop, purge_loop, address_pool_loop)
 
 
 async def run_workers(context: Context, stop: asyncio.Event) -> None:

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from sqlalchemy import func, select
 
 from paydesk.chains.devnet import DEVNET_SEED, DevnetAddresses
-from paydesk.chains.service import NoAllocator, build_address_book
+from paydesk.chains.models import DepositAddress
+from paydesk.chains.service import REFILL_BATCH, NoAllocator, build_address_book
 
 
 def test_devnet_addresses_are_valid_distinct_and_stable():
@@ -20,18 +24,47 @@ def test_a_network_without_an_address_source_cannot_be_enabled():
         build_address_book(["devnet", "tron"])
 
 
-async def test_allocation_is_gap_free_and_per_network(context):
+async def test_allocation_is_gap_free_and_returns_rolled_back_claims(context):
+    derive = DevnetAddresses(DEVNET_SEED).derive
     async with context.db.transaction() as session:
         first = await context.addresses.allocate(session, "devnet", "invoice")
         second = await context.addresses.allocate(session, "devnet", "invoice")
-    assert first == DevnetAddresses(DEVNET_SEED).derive(0)
-    assert second == DevnetAddresses(DEVNET_SEED).derive(1)
-    try:
+    assert (first, second) == (derive(0), derive(1))
+    with pytest.raises(RuntimeError):
         async with context.db.transaction() as session:
             await context.addresses.allocate(session, "devnet", "invoice")
             raise RuntimeError("roll back")
-    except RuntimeError:
-        pass
     async with context.db.transaction() as session:
         third = await context.addresses.allocate(session, "devnet", "invoice")
-    assert third == DevnetAddresses(DEVNET_SEED).derive(2)
+    assert third == derive(2)
+
+
+async def test_pool_refills_when_empty_and_tops_up(context):
+    derive = DevnetAddresses(DEVNET_SEED).derive
+    async with context.db.transaction() as session:
+        handed = [
+            await context.addresses.allocate(session, "devnet", "invoice")
+            for _ in range(REFILL_BATCH + 1)
+        ]
+    assert handed == [derive(i) for i in range(REFILL_BATCH + 1)]
+    async with context.db.transaction() as session:
+        assert await context.addresses.free_count(session, "devnet") == REFILL_BATCH - 1
+        assert await context.addresses.top_up(session, "devnet", low_water=10) == 0
+        assert await context.addresses.top_up(session, "devnet", low_water=250) == 2 * REFILL_BATCH
+        assert await context.addresses.free_count(session, "devnet") == 3 * REFILL_BATCH - 1
+
+
+async def test_concurrent_allocations_get_distinct_addresses(context):
+    async def one() -> str:
+        async with context.db.transaction() as session:
+            return await context.addresses.allocate(session, "devnet", "invoice")
+
+    handed = await asyncio.gather(*(one() for _ in range(30)))
+    assert len(set(handed)) == 30
+    async with context.db.sessionmaker() as session:
+        indices = await session.scalars(
+            select(DepositAddress.derivation_index).where(DepositAddress.assigned_at.is_not(None))
+        )
+        total = await session.scalar(select(func.count()).select_from(DepositAddress))
+    assert sorted(indices) == list(range(30))
+    assert total % REFILL_BATCH == 0

@@ -95,7 +95,11 @@ async def rows(context: Any) -> tuple[int, int, int]:
         with_address = await session.scalar(
             select(func.count()).select_from(Invoice).where(Invoice.address.is_not(None))
         )
-        addresses = await session.scalar(select(func.count()).select_from(DepositAddress))
+        addresses = await session.scalar(
+            select(func.count())
+            .select_from(DepositAddress)
+            .where(DepositAddress.assigned_at.is_not(None))
+        )
     return int(invoices or 0), int(with_address or 0), int(addresses or 0)
 
 

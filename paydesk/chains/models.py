@@ -2,15 +2,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String, UniqueConstraint
+from sqlalchemy import BigInteger, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paydesk.db import Base, BigId, UTCDateTime, utcnow
 
 
 class AddressCounter(Base):
-    """Next derivation index per network; advanced inside the allocating transaction, so a
-    rolled-back invoice gives its index back and indices stay gap-free."""
+    """Next derivation index per network. Only pool refills advance it, under its row lock,
+    so indices are handed out once and without gaps."""
 
     __tablename__ = "address_counters"
 
@@ -19,17 +19,26 @@ class AddressCounter(Base):
 
 
 class DepositAddress(Base):
-    """Every address ever handed out. Unique per network: an address is never reused."""
+    """Every address ever derived. Unassigned ones (`assigned_at` null) form the pool that
+    allocation claims from; once assigned, an address is never handed out again."""
 
     __tablename__ = "deposit_addresses"
     __table_args__ = (
         UniqueConstraint("network", "address"),
         UniqueConstraint("network", "derivation_index"),
+        Index(
+            "ix_deposit_addresses_free",
+            "network",
+            "derivation_index",
+            postgresql_where=text("assigned_at IS NULL"),
+            sqlite_where=text("assigned_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     network: Mapped[str] = mapped_column(String(32))
     address: Mapped[str] = mapped_column(String(128))
     derivation_index: Mapped[int] = mapped_column(BigInteger)
-    purpose: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str | None] = mapped_column(String(16))
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

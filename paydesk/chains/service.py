@@ -1,19 +1,25 @@
 """Address allocation: one interface every network plugs into.
 
-A network supplies an `AddressDeriver` (index → address); allocation takes the next index
-from the network's counter and records the address, all in the caller's transaction.
+A network supplies an `AddressDeriver` (index → address). Addresses are derived ahead into
+a pool (kept stocked by the worker); allocating claims the lowest free one with
+`FOR UPDATE SKIP LOCKED`, so concurrent invoices never wait on each other, and a rolled-back
+claim returns its address to the pool. Only refilling takes the per-network counter's row
+lock; a request refills itself only when it finds the pool empty.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.chains.devnet import DEVNET_SEED, DevnetAddresses
 from paydesk.chains.models import AddressCounter, DepositAddress
-from paydesk.db import dialect_insert
+from paydesk.db import dialect_insert, utcnow
+
+#: Addresses derived per refill.
+REFILL_BATCH = 100
 
 
 class AddressDeriver(Protocol):
@@ -30,30 +36,103 @@ class AddressBook:
     def __init__(self, derivers: dict[str, AddressDeriver]) -> None:
         self._derivers = derivers
 
+    @property
+    def networks(self) -> list[str]:
+        return list(self._derivers)
+
     def supports(self, network: str) -> bool:
         return network in self._derivers
 
     async def allocate(self, session: AsyncSession, network: str, purpose: str) -> str:
-        deriver = self._derivers.get(network)
-        if deriver is None:
+        """Assign a never-used address of `network`, in the caller's transaction."""
+        if network not in self._derivers:
             raise NoAllocator(network)
-        index = await _next_index(session, network)
-        address = deriver.derive(index)
-        await session.execute(
-            insert(DepositAddress).values(
-                network=network, address=address, derivation_index=index, purpose=purpose
-            )
-        )
+        address = await _claim(session, network, purpose)
+        if address is None:
+            # Rows this transaction derives are visible (and claimable) only to it.
+            await self._refill(session, network)
+            address = await _claim(session, network, purpose)
+        if address is None:  # pragma: no cover - our own fresh rows cannot be locked
+            raise RuntimeError(f"address pool of {network} is empty after a refill")
         return address
 
+    async def free_count(self, session: AsyncSession, network: str) -> int:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(DepositAddress)
+            .where(DepositAddress.network == network, DepositAddress.assigned_at.is_(None))
+        )
+        return int(count or 0)
 
-async def _next_index(session: AsyncSession, network: str) -> int:
-    stmt = dialect_insert(session, AddressCounter).values(network=network, next_index=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[AddressCounter.network],
-        set_={"next_index": AddressCounter.next_index + 1},
-    ).returning(AddressCounter.next_index)
-    return int((await session.execute(stmt)).scalar_one()) - 1
+    async def top_up(self, session: AsyncSession, network: str, low_water: int) -> int:
+        """Add batches until at least `low_water` addresses are free (worker loop)."""
+        added = 0
+        free = await self.free_count(session, network)
+        while free + added < low_water:
+            added += await self._refill(session, network)
+        return added
+
+    async def _refill(self, session: AsyncSession, network: str) -> int:
+        """Derive the next batch of indices, under the counter's row lock."""
+        locked = (
+            dialect_insert(session, AddressCounter)
+            .values(network=network, next_index=0)
+            .on_conflict_do_update(
+                index_elements=[AddressCounter.network],
+                set_={"next_index": AddressCounter.next_index},
+            )
+            .returning(AddressCounter.next_index)
+        )
+        start = int((await session.execute(locked)).scalar_one())
+        deriver = self._derivers[network]
+        now = utcnow()
+        await session.execute(
+            insert(DepositAddress),
+            [
+                {
+                    "network": network,
+                    "address": deriver.derive(index),
+                    "derivation_index": index,
+                    "created_at": now,
+                }
+                for index in range(start, start + REFILL_BATCH)
+            ],
+        )
+        await session.execute(
+            update(AddressCounter)
+            .where(AddressCounter.network == network)
+            .values(next_index=start + REFILL_BATCH)
+        )
+        return REFILL_BATCH
+
+
+_addresses = DepositAddress.__table__
+#: Built once: the hot path only binds parameters (Core, not the ORM's bulk-update path).
+_CLAIM = (
+    update(_addresses)
+    .where(
+        _addresses.c.id
+        == select(_addresses.c.id)
+        .where(
+            _addresses.c.network == bindparam("claim_network"),
+            _addresses.c.assigned_at.is_(None),
+        )
+        .order_by(_addresses.c.derivation_index)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    .values(purpose=bindparam("claim_purpose"), assigned_at=bindparam("claim_at"))
+    .returning(_addresses.c.address)
+)
+
+
+async def _claim(session: AsyncSession, network: str, purpose: str) -> str | None:
+    connection = await session.connection()
+    claimed = await connection.execute(
+        _CLAIM, {"claim_network": network, "claim_purpose": purpose, "claim_at": utcnow()}
+    )
+    return claimed.scalar()
 
 
 def build_address_book(networks: list[str]) -> AddressBook:

@@ -6,18 +6,21 @@ concurrent creates make one invoice and both callers get it.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.catalogue.models import Service
 from paydesk.catalogue.service import Catalogue
 from paydesk.chains.service import AddressBook
-from paydesk.db import dialect_insert, utcnow
+from paydesk.db import utcnow
 from paydesk.invoices import pricing
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.schemas import CoinChoice, HistoryFilter, InvoiceDraft
@@ -102,11 +105,9 @@ class InvoiceService:
                 raise
             return CreateResult(await self._reuse(session, existing, draft), created=False)
 
-        inserted = await session.execute(
-            dialect_insert(session, Invoice)
-            .values(_column_values(invoice))
-            .on_conflict_do_nothing(index_elements=[Invoice.merchant_id, Invoice.order_id])
-            .returning(Invoice.id)
+        connection = await session.connection()
+        inserted = await connection.execute(
+            _insert_unless_order_exists(connection.dialect.name), _column_values(invoice)
         )
         invoice_id = inserted.scalar()
         if invoice_id is None:
@@ -118,8 +119,8 @@ class InvoiceService:
             invoice.address = await self.addresses.allocate(
                 session, invoice.network, ADDRESS_PURPOSE
             )
-            await session.execute(
-                update(Invoice).where(Invoice.id == invoice_id).values(address=invoice.address)
+            await connection.execute(
+                _SET_ADDRESS, {"target_id": invoice_id, "new_address": invoice.address}
             )
         return CreateResult(invoice, created=True)
 
@@ -357,6 +358,26 @@ class InvoiceService:
 
 
 _INVOICE_COLUMNS = [column.key for column in Invoice.__table__.columns if column.key != "id"]
+
+
+_SET_ADDRESS = (
+    update(Invoice.__table__)
+    .where(Invoice.__table__.c.id == bindparam("target_id"))
+    .values(address=bindparam("new_address"))
+)
+
+
+@functools.cache
+def _insert_unless_order_exists(dialect: str) -> Any:
+    """Built once per engine kind, so each create only binds parameters (building and
+    caching a statement per request cost more than the database round trip)."""
+    table = Invoice.__table__
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=[table.c.merchant_id, table.c.order_id])
+        .returning(table.c.id)
+    )
 
 
 def _column_values(invoice: Invoice) -> dict[str, object]:

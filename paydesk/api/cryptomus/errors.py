@@ -12,7 +12,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic_core import to_json
 
 from paydesk.api.cryptomus.validation import RequestInvalid
 from paydesk.idempotency.service import IdempotencyConflict, InvalidIdempotencyKey
@@ -45,16 +45,12 @@ class CryptomusError(Exception):
         return JSONResponse({"state": 1, "message": self.message}, status_code=self.status)
 
 
-def ok(result: Any) -> JSONResponse:
-    return JSONResponse({"state": 0, "result": _plain(result)})
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
+def ok(result: Any) -> Response:
+    """The success envelope, serialized by pydantic-core straight to bytes."""
+    return Response(
+        b'{"state":0,"result":' + to_json(result, by_alias=True) + b"}",
+        media_type="application/json",
+    )
 
 
 def validation_response(errors: dict[str, list[str]]) -> JSONResponse:

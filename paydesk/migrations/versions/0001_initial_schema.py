@@ -36,7 +36,8 @@ def upgrade() -> None:
         sa.Column("network", sa.String(length=32), nullable=False),
         sa.Column("address", sa.String(length=128), nullable=False),
         sa.Column("derivation_index", sa.BigInteger(), nullable=False),
-        sa.Column("purpose", sa.String(length=16), nullable=False),
+        sa.Column("purpose", sa.String(length=16), nullable=True),
+        sa.Column("assigned_at", paydesk.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", paydesk.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deposit_addresses")),
         sa.UniqueConstraint(
@@ -48,6 +49,15 @@ def upgrade() -> None:
             name=op.f("uq_deposit_addresses_network_derivation_index"),
         ),
     )
+    with op.batch_alter_table("deposit_addresses", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_deposit_addresses_free",
+            ["network", "derivation_index"],
+            unique=False,
+            postgresql_where=sa.text("assigned_at IS NULL"),
+            sqlite_where=sa.text("assigned_at IS NULL"),
+        )
+
     op.create_table(
         "users",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -178,5 +188,12 @@ def downgrade() -> None:
 
     op.drop_table("merchants")
     op.drop_table("users")
+    with op.batch_alter_table("deposit_addresses", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_deposit_addresses_free",
+            postgresql_where=sa.text("assigned_at IS NULL"),
+            sqlite_where=sa.text("assigned_at IS NULL"),
+        )
+
     op.drop_table("deposit_addresses")
     op.drop_table("address_counters")

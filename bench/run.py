@@ -1,0 +1,353 @@
+"""Signed invoice creation through the full Paydesk API against a bare ceiling.
+
+    .venv/bin/python bench/run.py [--duration 10] [--rounds 3] [--connections 64]
+                                  [--workers 1] [--scenario fiat|crypto]
+
+Both servers run on 127.0.0.1 against one throwaway PostgreSQL database; wrk loads them in
+interleaved rounds (ceiling, paydesk, ceiling, ...) and the medians are compared, because
+absolute rates drift on a shared machine while same-minute ratios hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PAYDESK = str(Path(sys.executable).parent / "paydesk")
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+DATABASE = "paydesk_bench"
+DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
+#: Upper bound of requests per second, to size the file of pre-signed requests.
+MAX_RATE = 15_000
+#: Emptied between rounds; the address pool stays (the worker keeps it stocked).
+#: The ceiling's invoice-like table: uuid key, unique (merchant, order_id), numeric amount.
+CEILING_TABLE = """
+CREATE TABLE IF NOT EXISTS bench_invoices (
+    uuid uuid PRIMARY KEY,
+    merchant_id uuid NOT NULL,
+    order_id varchar(128) NOT NULL,
+    amount numeric NOT NULL,
+    currency varchar(16) NOT NULL,
+    status varchar(32) NOT NULL,
+    expired_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL,
+    UNIQUE (merchant_id, order_id)
+)
+"""
+PAYDESK_TABLES = "invoices, idempotency_records"
+
+
+@dataclass
+class Round:
+    target: str
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    status_errors: int
+    socket_errors: int
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit("wrk is missing: install it (Debian: apt-get install wrk) and run again")
+    log("installing wrk: apt-get install -y wrk")
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
+    return shutil.which("wrk") or sys.exit("wrk did not install")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def admin(*statements: str, database: str = "postgres") -> None:
+    connection = await asyncpg.connect(database=database, **PG)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def sql(*statements: str, database: str = DATABASE) -> None:
+    asyncio.run(admin(*statements, database=database))
+
+
+def write_requests(path: Path, count: int, key: str, scenario: str) -> None:
+    """Pre-signed bodies, one per line, each with its own order_id."""
+    template = (
+        '{"amount":"15.00","currency":"USD","order_id":"bench-%d"}'
+        if scenario == "fiat"
+        else '{"amount":"15","currency":"USDT","network":"devnet","order_id":"bench-%d"}'
+    )
+    key_bytes = key.encode()
+    with path.open("w") as handle:
+        for n in range(count):
+            body = (template % n).encode()
+            sign = hashlib.md5(base64.b64encode(body) + key_bytes, usedforsecurity=False)
+            handle.write(f"{sign.hexdigest()}\t{body.decode()}\n")
+
+
+@contextmanager
+def running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+    base = f"http://127.0.0.1:{port}"
+    with running(command, env) as process:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                sys.exit(f"server exited: {' '.join(command)}\n{process.stderr.read()}")  # type: ignore[union-attr]
+            try:
+                httpx.get(base + "/docs", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    sys.exit(f"server did not start: {' '.join(command)}")
+                time.sleep(0.2)
+        yield base
+
+
+def load(
+    wrk: str, target: str, base: str, args: argparse.Namespace, env: dict[str, str], duration: int
+) -> Round:
+    done = subprocess.run(
+        [
+            wrk,
+            f"-t{args.threads}",
+            f"-c{args.connections}",
+            f"-d{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "post.lua"),
+            base,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+    values = {k: int(v) for k, v in (part.split("=") for part in line.split()[1:])}
+    return Round(
+        target=target,
+        requests=values["requests"],
+        rps=values["requests"] / (values["duration_us"] / 1e6),
+        p50_ms=values["p50_us"] / 1000,
+        p99_ms=values["p99_us"] / 1000,
+        status_errors=values["status_errors"],
+        socket_errors=values["socket_errors"],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per target (>= 3)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=1, help="server processes per target")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=None,
+        help="database connections per server process, both targets "
+        "(default: 32 split across workers)",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=["fiat", "crypto"],
+        default="fiat",
+        help="fiat: payer picks the coin; crypto: USDT with a devnet address",
+    )
+    args = parser.parse_args()
+    args.pool = args.pool or max(8, 32 // args.workers)
+    wrk = ensure_wrk()
+
+    sql(
+        f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)',
+        f'CREATE DATABASE "{DATABASE}"',
+        database="postgres",
+    )
+    work = Path(tempfile.mkdtemp(prefix="paydesk-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
+    env.update(
+        PAYDESK_DATA_DIR=str(work / "data"),
+        PAYDESK_DATABASE_URL=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}",
+        PAYDESK_LOG_LEVEL="warning",
+        PAYDESK_DB_POOL_SIZE=str(args.pool),
+    )
+    try:
+        subprocess.run([PAYDESK, "migrate"], env=env, check=True, capture_output=True)
+        created = subprocess.run(
+            [
+                PAYDESK,
+                "merchant",
+                "create",
+                "--name",
+                "Bench",
+                "--email",
+                "bench@example.test",
+                "--json",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        merchant = json.loads(created.stdout)
+        requests_file = work / "requests.tsv"
+        count = (args.duration + 2) * MAX_RATE
+        log(f"signing {count} requests ({args.scenario})")
+        write_requests(requests_file, count, merchant["payment_key"], args.scenario)
+
+        ceiling_env = dict(
+            env,
+            BENCH_CEILING_DSN=DSN,
+            BENCH_MERCHANT=merchant["merchant"],
+            BENCH_PAYMENT_KEY=merchant["payment_key"],
+            BENCH_POOL=str(args.pool),
+        )
+        sql(CEILING_TABLE)
+        wrk_env = dict(
+            os.environ,
+            BENCH_REQUESTS=str(requests_file),
+            BENCH_MERCHANT=merchant["merchant"],
+            BENCH_THREADS=str(args.threads),
+        )
+        ceiling_port, paydesk_port = free_port(), free_port()
+        ceiling_cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.ceiling_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ceiling_port),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        paydesk_cmd = [
+            PAYDESK,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(paydesk_port),
+            "--workers",
+            str(args.workers),
+        ]
+        rounds: list[Round] = []
+        # Paydesk on PostgreSQL runs as documented: API processes plus `paydesk worker`
+        # (which, among other things, keeps the deposit-address pool stocked).
+        with (
+            server(ceiling_cmd, ceiling_env, ceiling_port) as ceiling,
+            server(paydesk_cmd, env, paydesk_port) as paydesk,
+            running([PAYDESK, "worker"], env),
+        ):
+            targets = {"ceiling": (ceiling, "bench_invoices"), "paydesk": (paydesk, PAYDESK_TABLES)}
+            for name, (base, tables) in targets.items():  # warm-up, then start clean
+                load(wrk, name, base, args, wrk_env, 3)
+                sql(f"TRUNCATE {tables}")
+            for number in range(1, args.rounds + 1):
+                for name, (base, tables) in targets.items():
+                    result = load(wrk, name, base, args, wrk_env, args.duration)
+                    sql(f"TRUNCATE {tables}")
+                    rounds.append(result)
+                    log(
+                        f"round {number} {name:8} {result.rps:8.0f} req/s"
+                        f"  p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
+                        f"  non-2xx {result.status_errors}  socket errors {result.socket_errors}"
+                    )
+        report(args, rounds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        sql(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)', database="postgres")
+
+
+def report(args: argparse.Namespace, rounds: list[Round]) -> None:
+    summary: dict[str, dict[str, float]] = {}
+    for target in ("ceiling", "paydesk"):
+        mine = [r for r in rounds if r.target == target]
+        summary[target] = {
+            "rps": statistics.median(r.rps for r in mine),
+            "p50_ms": statistics.median(r.p50_ms for r in mine),
+            "p99_ms": statistics.median(r.p99_ms for r in mine),
+            "errors": sum(r.status_errors + r.socket_errors for r in mine),
+        }
+    ratio = summary["paydesk"]["rps"] / summary["ceiling"]["rps"]
+    log("")
+    log(f"{'median':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for target, values in summary.items():
+        log(
+            f"{target:10} {values['rps']:9.0f} {values['p50_ms']:8.1f} {values['p99_ms']:8.1f}"
+            f" {values['errors']:7.0f}"
+        )
+    log(f"ratio paydesk/ceiling: {ratio:.2f}  (target >= 0.5; paydesk p99 target < 100 ms)")
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (results / f"invoice-create-{args.scenario}-{stamp}.json").write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "rounds": [asdict(r) for r in rounds],
+                "median": summary,
+                "ratio": ratio,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
