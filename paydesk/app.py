@@ -19,6 +19,7 @@ from paydesk.api import openapi
 from paydesk.api.cryptomus.router import router as cryptomus_router
 from paydesk.config import Settings
 from paydesk.context import Context, build_context
+from paydesk.logs import configure_logging
 from paydesk.worker import run_workers
 
 API_PREFIXES = ("/v1/", "/v2/")
@@ -66,7 +67,12 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = context is None
-        ctx = context or build_context(settings or Settings())
+        if context is None:
+            resolved = settings or Settings()
+            configure_logging(resolved.log_level, resolved.log_json)
+            ctx = build_context(resolved)
+        else:
+            ctx = context
         app.state.context = ctx
         stop = asyncio.Event()
         worker: asyncio.Task[None] | None = None
