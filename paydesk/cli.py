@@ -28,8 +28,14 @@ app = typer.Typer(
     help="Paydesk: a self-hosted crypto payment gateway.",
     no_args_is_help=True,
     add_completion=False,
+    # A traceback with local variables could print a decrypted key.
+    pretty_exceptions_show_locals=False,
 )
-merchant_app = typer.Typer(help="Merchants (projects) and their API keys.", no_args_is_help=True)
+merchant_app = typer.Typer(
+    help="Merchants (projects) and their API keys.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 app.add_typer(merchant_app, name="merchant")
 
 console = Console()
