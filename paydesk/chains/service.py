@@ -56,6 +56,14 @@ class AddressBook:
             raise RuntimeError(f"address pool of {network} is empty after a refill")
         return address
 
+    async def release(self, session: AsyncSession, network: str, address: str) -> None:
+        """Return an address claimed in this transaction to the pool, unused."""
+        await session.execute(
+            update(DepositAddress)
+            .where(DepositAddress.network == network, DepositAddress.address == address)
+            .values(purpose=None, assigned_at=None)
+        )
+
     async def free_count(self, session: AsyncSession, network: str) -> int:
         count = await session.scalar(
             select(func.count())

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paydesk.catalogue.models import Service
 from paydesk.catalogue.service import Catalogue
@@ -93,9 +93,9 @@ class InvoiceService:
     async def create(
         self, session: AsyncSession, merchant_id: uuid.UUID, draft: InvoiceDraft
     ) -> CreateResult:
-        """Insert first and let the unique (merchant, order_id) index answer whether the
-        order exists: one statement for a new fiat invoice, and a concurrent create waits
-        for the first to commit and then returns its invoice."""
+        """Insert and let the unique (merchant, order_id) index answer whether the order
+        exists: one statement for a new fiat invoice, two with an address; a concurrent
+        create waits for the first to commit and then returns its invoice."""
         try:
             invoice = await self._build(merchant_id, draft)
         except InvoiceError:
@@ -106,22 +106,19 @@ class InvoiceService:
             return CreateResult(await self._reuse(session, existing, draft), created=False)
 
         connection = await session.connection()
-        inserted = await connection.execute(
-            _insert_unless_order_exists(connection.dialect.name), _column_values(invoice)
-        )
-        invoice_id = inserted.scalar()
+        if invoice.network and invoice.payer_currency:
+            # Claimed first, so the insert runs in the transaction the claim opened.
+            invoice.address = await self.addresses.allocate(
+                session, invoice.network, ADDRESS_PURPOSE
+            )
+        invoice_id = await _insert_unless_order_exists(connection, _column_values(invoice))
         if invoice_id is None:
+            if invoice.address is not None:
+                await self.addresses.release(session, invoice.network, invoice.address)
             existing = await self.get_by_order_id(session, merchant_id, draft.order_id)
             assert existing is not None, "the conflicting invoice is committed and visible"
             return CreateResult(await self._reuse(session, existing, draft), created=False)
         invoice.id = invoice_id
-        if invoice.network and invoice.payer_currency:
-            invoice.address = await self.addresses.allocate(
-                session, invoice.network, ADDRESS_PURPOSE
-            )
-            await connection.execute(
-                _SET_ADDRESS, {"target_id": invoice_id, "new_address": invoice.address}
-            )
         return CreateResult(invoice, created=True)
 
     async def _build(self, merchant_id: uuid.UUID, draft: InvoiceDraft) -> Invoice:
@@ -360,15 +357,16 @@ class InvoiceService:
 _INVOICE_COLUMNS = [column.key for column in Invoice.__table__.columns if column.key != "id"]
 
 
-_SET_ADDRESS = (
-    update(Invoice.__table__)
-    .where(Invoice.__table__.c.id == bindparam("target_id"))
-    .values(address=bindparam("new_address"))
-)
+async def _insert_unless_order_exists(
+    connection: AsyncConnection, values: dict[str, Any]
+) -> int | None:
+    """The new invoice's id, or None when the merchant already has this order_id."""
+    result = await connection.execute(_insert_statement(connection.dialect.name), values)
+    return result.scalar()
 
 
 @functools.cache
-def _insert_unless_order_exists(dialect: str) -> Any:
+def _insert_statement(dialect: str) -> Any:
     """Built once per engine kind, so each create only binds parameters (building and
     caching a statement per request cost more than the database round trip)."""
     table = Invoice.__table__
@@ -380,5 +378,8 @@ def _insert_unless_order_exists(dialect: str) -> Any:
     )
 
 
-def _column_values(invoice: Invoice) -> dict[str, object]:
+_INVOICE_COLUMNS = [column.key for column in Invoice.__table__.columns if column.key != "id"]
+
+
+def _column_values(invoice: Invoice) -> dict[str, Any]:
     return {key: getattr(invoice, key) for key in _INVOICE_COLUMNS}

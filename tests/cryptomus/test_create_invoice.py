@@ -144,6 +144,18 @@ async def test_fiat_converted_through_the_stablecoin_peg(api: CryptomusClient):
     assert result["address"]
 
 
+async def test_created_amounts_are_stored_exactly(api: CryptomusClient, context):
+    """Through the create path itself (on PostgreSQL it talks to the driver directly)."""
+    await api.result(
+        "/v1/payment", {"amount": "9" * 29 + ".99", "currency": "USD", "order_id": "a"}
+    )
+    await api.result("/v1/payment", {"amount": "123.12345678", "currency": "ETH", "order_id": "b"})
+    assert (await stored(context, "a")).amount == Decimal("9" * 29 + ".99")
+    eth = await stored(context, "b")
+    assert eth.amount == eth.payer_amount == Decimal("123.12345678")
+    assert str(eth.payer_amount) == "123.12345678"
+
+
 @pytest.mark.parametrize(
     "settings_overrides", [{"static_rates": {"BTC/USD": "65000", "EUR/USD": "1.08"}}]
 )
