@@ -107,7 +107,3 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
-
-
-def get_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)

@@ -64,9 +64,6 @@ class Catalogue:
     def services_for(self, currency: str) -> list[Service]:
         return list(self._by_currency.get(currency.upper(), ()))
 
-    def services_on(self, network: str) -> list[Service]:
-        return [s for s in self._services.values() if s.network == network.lower()]
-
     @property
     def services(self) -> list[Service]:
         return list(self._services.values())

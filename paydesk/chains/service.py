@@ -40,9 +40,6 @@ class AddressBook:
     def networks(self) -> list[str]:
         return list(self._derivers)
 
-    def supports(self, network: str) -> bool:
-        return network in self._derivers
-
     async def allocate(self, session: AsyncSession, network: str, purpose: str) -> str:
         """Assign a never-used address of `network`, in the caller's transaction."""
         if network not in self._derivers:
