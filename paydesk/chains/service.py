@@ -69,11 +69,13 @@ class AddressBook:
         )
         return int(count or 0)
 
-    async def top_up(self, session: AsyncSession, network: str, low_water: int) -> int:
-        """Add batches until at least `low_water` addresses are free (worker loop)."""
-        added = 0
+    async def top_up(self, session: AsyncSession, network: str, low_water: int, target: int) -> int:
+        """When fewer than `low_water` addresses are free, add batches up to `target`."""
         free = await self.free_count(session, network)
-        while free + added < low_water:
+        if free >= low_water:
+            return 0
+        added = 0
+        while free + added < target:
             added += await self._refill(session, network)
         return added
 

@@ -12,8 +12,10 @@ from paydesk.context import Context
 
 log = structlog.get_logger(__name__)
 
-#: Free addresses kept per network: enough for several seconds of peak invoice creation.
-LOW_WATER = 2000
+#: Free addresses kept per network (several seconds of peak invoice creation): refilled
+#: to TARGET whenever fewer than LOW_WATER are left.
+LOW_WATER = 1000
+TARGET = 2000
 INTERVAL_SECONDS = 1.0
 
 
@@ -22,7 +24,7 @@ async def address_pool_loop(context: Context, stop: asyncio.Event) -> None:
         for network in context.addresses.networks:
             try:
                 async with context.db.transaction() as session:
-                    added = await context.addresses.top_up(session, network, LOW_WATER)
+                    added = await context.addresses.top_up(session, network, LOW_WATER, TARGET)
                 if added:
                     log.info("addresses.pool_refilled", network=network, added=added)
             except Exception:
