@@ -33,5 +33,7 @@ def configure_logging(level: str = "info", json_output: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        # stdout belongs to command output (`--json` must stay parseable).
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )

@@ -31,10 +31,14 @@ def test_version_and_help(env):
 
 
 def test_merchant_lifecycle(env, tmp_path: Path):
+    # At the default log level the first command logs the new master key: to stderr, so
+    # `--json` output stays parseable.
+    env["PAYDESK_LOG_LEVEL"] = "info"
     done = run_cli("merchant", "create", "--name", "Shop", "--email", "o@shop.test", "--json",
                    env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     issued = json.loads(done.stdout)
+    assert "master_key.generated" in done.stderr
     assert set(issued) == {"merchant", "payment_key", "payout_key"}
     uuid.UUID(issued["merchant"])
     assert issued["payment_key"] and issued["payout_key"]

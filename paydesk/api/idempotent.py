@@ -13,6 +13,10 @@ from paydesk.idempotency import service as idempotency
 HEADER = "idempotency-key"
 
 
+def has_idempotency_key(request: Request) -> bool:
+    return HEADER in request.headers
+
+
 async def run_idempotent(
     session: AsyncSession,
     merchant_id: uuid.UUID,

@@ -9,7 +9,7 @@ lock; a request refills itself only when it finds the pool empty.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +40,9 @@ class AddressBook:
     def networks(self) -> list[str]:
         return list(self._derivers)
 
+    def serves(self, network: str) -> bool:
+        return network in self._derivers
+
     async def allocate(self, session: AsyncSession, network: str, purpose: str) -> str:
         """Assign a never-used address of `network`, in the caller's transaction."""
         if network not in self._derivers:
@@ -55,11 +58,8 @@ class AddressBook:
 
     async def release(self, session: AsyncSession, network: str, address: str) -> None:
         """Return an address claimed in this transaction to the pool, unused."""
-        await session.execute(
-            update(DepositAddress)
-            .where(DepositAddress.network == network, DepositAddress.address == address)
-            .values(purpose=None, assigned_at=None)
-        )
+        connection = await session.connection()
+        await connection.execute(RELEASE_ADDRESS, release_values(network, address))
 
     async def free_count(self, session: AsyncSession, network: str) -> int:
         count = await session.scalar(
@@ -115,7 +115,8 @@ class AddressBook:
 
 _addresses = DepositAddress.__table__
 #: Built once: the hot path only binds parameters (Core, not the ORM's bulk-update path).
-_CLAIM = (
+#: Claims the lowest free address of a network; returns it, or no row when none is free.
+CLAIM_ADDRESS = (
     update(_addresses)
     .where(
         _addresses.c.id
@@ -132,13 +133,28 @@ _CLAIM = (
     .values(purpose=bindparam("claim_purpose"), assigned_at=bindparam("claim_at"))
     .returning(_addresses.c.address)
 )
+RELEASE_ADDRESS = (
+    update(_addresses)
+    .where(
+        _addresses.c.network == bindparam("release_network"),
+        _addresses.c.address == bindparam("release_address"),
+    )
+    .values(purpose=None, assigned_at=None)
+)
+
+
+def claim_values(network: str, purpose: str) -> dict[str, Any]:
+    """Parameters of `CLAIM_ADDRESS`, which other statements may embed (as a CTE)."""
+    return {"claim_network": network, "claim_purpose": purpose, "claim_at": utcnow()}
+
+
+def release_values(network: str, address: str) -> dict[str, Any]:
+    return {"release_network": network, "release_address": address}
 
 
 async def _claim(session: AsyncSession, network: str, purpose: str) -> str | None:
     connection = await session.connection()
-    claimed = await connection.execute(
-        _CLAIM, {"claim_network": network, "claim_purpose": purpose, "claim_at": utcnow()}
-    )
+    claimed = await connection.execute(CLAIM_ADDRESS, claim_values(network, purpose))
     return claimed.scalar()
 
 

@@ -13,14 +13,20 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paydesk.catalogue.models import Service
 from paydesk.catalogue.service import Catalogue
-from paydesk.chains.service import AddressBook
-from paydesk.db import utcnow
+from paydesk.chains.service import (
+    CLAIM_ADDRESS,
+    RELEASE_ADDRESS,
+    AddressBook,
+    claim_values,
+    release_values,
+)
+from paydesk.db import Database, StandaloneStatement, utcnow
 from paydesk.invoices import pricing
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.schemas import CoinChoice, HistoryFilter, InvoiceDraft
@@ -120,6 +126,39 @@ class InvoiceService:
             return CreateResult(await self._reuse(session, existing, draft), created=False)
         invoice.id = invoice_id
         return CreateResult(invoice, created=True)
+
+    async def create_alone(
+        self, db: Database, merchant_id: uuid.UUID, draft: InvoiceDraft
+    ) -> Invoice | None:
+        """The common create, a new order, as one statement that is its own transaction
+        (the address claim embedded in it), without a session.
+
+        None when the request needs more than that (an existing order_id, a draft the
+        service refuses, an empty address pool): the caller then runs `create` in a
+        transaction, which answers those cases. Nothing this method wrote survives a None.
+        """
+        try:
+            invoice = await self._build(merchant_id, draft)
+        except InvoiceError:
+            return None
+        values = _column_values(invoice)
+        if not (invoice.network and invoice.payer_currency):
+            row = await db.run_alone(_INSERT_ALONE, values)
+            if row is None:
+                return None
+            invoice.id = row["id"]
+            return invoice
+        if not self.addresses.serves(invoice.network):
+            return None
+        values.update(claim_values(invoice.network, ADDRESS_PURPOSE))
+        row = await db.run_alone(_CLAIM_AND_INSERT_ALONE, values)
+        if row["id"] is None:
+            if row["address"] is not None:  # the order exists: the claim goes back
+                await db.run_alone(_RELEASE_ALONE, release_values(invoice.network, row["address"]))
+            return None
+        invoice.id = row["id"]
+        invoice.address = row["address"]
+        return invoice
 
     async def _build(self, merchant_id: uuid.UUID, draft: InvoiceDraft) -> Invoice:
         """A priced, validated invoice, not yet stored."""
@@ -354,9 +393,6 @@ class InvoiceService:
         return await keyset_page(session, stmt, Invoice.id, cursor, per_page)
 
 
-_INVOICE_COLUMNS = [column.key for column in Invoice.__table__.columns if column.key != "id"]
-
-
 async def _insert_unless_order_exists(
     connection: AsyncConnection, values: dict[str, Any]
 ) -> int | None:
@@ -379,6 +415,34 @@ def _insert_statement(dialect: str) -> Any:
 
 
 _INVOICE_COLUMNS = [column.key for column in Invoice.__table__.columns if column.key != "id"]
+
+
+def _claim_and_insert() -> Any:
+    """Claim an address and insert the invoice holding it, in one PostgreSQL statement.
+
+    Returns one row (address, id): both set when the invoice was made; id NULL with an
+    address when the order exists (the caller releases it); both NULL when the pool is empty.
+    """
+    table = Invoice.__table__
+    claimed = CLAIM_ADDRESS.cte("claimed")
+    columns = [column for column in table.columns if column.key not in ("id", "address")]
+    rows = select(*[bindparam(c.key, type_=c.type) for c in columns], claimed.c.address)
+    inserted = (
+        postgresql.insert(table)
+        .from_select([c.key for c in columns] + ["address"], rows)
+        .on_conflict_do_nothing(index_elements=[table.c.merchant_id, table.c.order_id])
+        .returning(table.c.id)
+        .cte("inserted")
+    )
+    return select(
+        select(claimed.c.address).scalar_subquery().label("address"),
+        select(inserted.c.id).scalar_subquery().label("id"),
+    )
+
+
+_INSERT_ALONE = StandaloneStatement(_insert_statement("postgresql"), _INVOICE_COLUMNS)
+_CLAIM_AND_INSERT_ALONE = StandaloneStatement(_claim_and_insert())
+_RELEASE_ALONE = StandaloneStatement(RELEASE_ADDRESS)
 
 
 def _column_values(invoice: Invoice) -> dict[str, Any]:

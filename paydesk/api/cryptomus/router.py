@@ -30,7 +30,7 @@ from paydesk.api.cryptomus.schemas import (
     InvoiceLookupRequest,
 )
 from paydesk.api.cryptomus.validation import validate
-from paydesk.api.idempotent import run_idempotent
+from paydesk.api.idempotent import has_idempotency_key, run_idempotent
 from paydesk.context import Context
 from paydesk.invoices.schemas import HistoryFilter
 from paydesk.merchants.service import KeyKind
@@ -98,12 +98,18 @@ async def create_invoice(request: Request) -> Response:
     if signed.credentials.payments_blocked:
         raise CryptomusError("You are forbidden")
     draft = validate(CreateInvoiceRequest, signed.data).to_draft()
+    base_url = context.settings.base_url
+
+    if context.db.runs_alone and not has_idempotency_key(request):
+        invoice = await context.invoices.create_alone(context.db, signed.merchant_id, draft)
+        if invoice is not None:
+            return ok(invoice_result(invoice, context.catalogue, base_url))
 
     async with context.db.transaction() as session:
 
         async def produce() -> Response:
             result = await context.invoices.create(session, signed.merchant_id, draft)
-            return ok(invoice_result(result.invoice, context.catalogue, context.settings.base_url))
+            return ok(invoice_result(result.invoice, context.catalogue, base_url))
 
         return await run_idempotent(session, signed.merchant_id, request, signed.body, produce)
 
