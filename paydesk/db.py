@@ -145,8 +145,14 @@ class Database:
         pooled = await self.engine.raw_connection()
         try:
             return await pooled.driver_connection.fetchrow(statement.sql, *statement.args(values))
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
-            # The pool cannot see driver errors: a broken connection must not go back.
+        except asyncpg.PostgresError as error:
+            # The server refused the statement; the connection is fine unless it says so.
+            if isinstance(error, asyncpg.PostgresConnectionError):
+                await greenlet_spawn(pooled.invalidate)
+            raise
+        except BaseException:
+            # Broken, cancelled mid-statement or confused: the pool cannot tell, so the
+            # connection must not go back to it.
             await greenlet_spawn(pooled.invalidate)
             raise
         finally:

@@ -49,9 +49,10 @@ async def test_pool_refills_when_empty_and_tops_up(context):
     assert handed == [derive(i) for i in range(REFILL_BATCH + 1)]
     async with context.db.transaction() as session:
         assert await context.addresses.free_count(session, "devnet") == REFILL_BATCH - 1
-        assert await context.addresses.top_up(session, "devnet", low_water=10, target=500) == 0
-        added = await context.addresses.top_up(session, "devnet", low_water=100, target=250)
-        assert added == 2 * REFILL_BATCH
+        level = await context.addresses.top_up(session, "devnet", low_water=10, target=500)
+        assert (level.free, level.added) == (REFILL_BATCH - 1, 0)
+        level = await context.addresses.top_up(session, "devnet", low_water=100, target=250)
+        assert (level.free, level.added) == (REFILL_BATCH - 1, 2 * REFILL_BATCH)
         assert await context.addresses.free_count(session, "devnet") == 3 * REFILL_BATCH - 1
 
 

@@ -9,6 +9,7 @@ lock; a request refills itself only when it finds the pool empty.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -24,6 +25,14 @@ REFILL_BATCH = 100
 
 class AddressDeriver(Protocol):
     def derive(self, index: int) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLevel:
+    """Free addresses found by a top-up, and how many it added."""
+
+    free: int
+    added: int
 
 
 class NoAllocator(LookupError):
@@ -69,15 +78,16 @@ class AddressBook:
         )
         return int(count or 0)
 
-    async def top_up(self, session: AsyncSession, network: str, low_water: int, target: int) -> int:
+    async def top_up(
+        self, session: AsyncSession, network: str, low_water: int, target: int
+    ) -> PoolLevel:
         """When fewer than `low_water` addresses are free, add batches up to `target`."""
         free = await self.free_count(session, network)
-        if free >= low_water:
-            return 0
         added = 0
-        while free + added < target:
-            added += await self._refill(session, network)
-        return added
+        if free < low_water:
+            while free + added < target:
+                added += await self._refill(session, network)
+        return PoolLevel(free=free, added=added)
 
     async def _refill(self, session: AsyncSession, network: str) -> int:
         """Derive the next batch of indices, under the counter's row lock."""
