@@ -52,6 +52,47 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_STATIC_RATES),
         description='JSON object of "BASE/QUOTE": "rate", merged over the stablecoin pegs.',
     )
+    rate_providers: Annotated[list[str], NoDecode] = Field(
+        default=["binance", "kucoin", "binancep2p", "ecb", "openerapi"],
+        description="Rate providers `paydesk worker` refreshes, comma-separated: binance, "
+        "kucoin, binancep2p, ecb, openerapi (empty: only static rates).",
+    )
+    rate_aggregate: Annotated[list[str], NoDecode] = Field(
+        default=["binance", "kucoin"],
+        description="Market providers whose median is the rate when an invoice names no "
+        "`course_source`.",
+    )
+    rate_min_sources: int = Field(
+        default=1, ge=1, description="Providers that must agree on a pair for the median."
+    )
+    rate_refresh_seconds: float = Field(default=60.0, gt=0)
+    rate_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long an API process reuses its copy of the rates."
+    )
+    rate_max_age_seconds: float = Field(
+        default=600.0, gt=0, description="A market rate older than this is not used."
+    )
+    rate_reference_max_age_hours: float = Field(
+        default=120.0,
+        gt=0,
+        description="A daily reference rate (ECB, open.er-api) older than this is not used "
+        "(covers a long weekend without publication).",
+    )
+    rate_timeout_seconds: float = Field(default=10.0, gt=0)
+    rate_endpoints: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description='JSON object of provider → base URL replacing the public one '
+        '(a mirror or proxy), e.g. {"binance": "https://binance-proxy.internal"}.',
+    )
+    rate_p2p_fiats: Annotated[list[str], NoDecode] = Field(
+        default=["RUB", "UAH", "KZT", "TRY", "NGN", "EUR", "USD"],
+        description="Fiat currencies whose Binance P2P price of USDT is fetched.",
+    )
+    exmo_rate_source: str = Field(
+        default="aggregate",
+        description="What `course_source: Exmo` uses now that Exmo is closed: `aggregate` "
+        "(the median of working markets) or a provider name.",
+    )
     max_body_bytes: int = 64 * 1024
     auth_cache_seconds: float = Field(
         default=30.0, description="How long an API process trusts a cached merchant key."
@@ -72,11 +113,27 @@ class Settings(BaseSettings):
     log_json: bool = False
     db_pool_size: int = 20
 
-    @field_validator("networks", mode="before")
+    @field_validator("networks", "rate_providers", "rate_aggregate", mode="before")
     @classmethod
-    def _split_networks(cls, value: Any) -> Any:
+    def _split_lower(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("rate_p2p_fiats", mode="before")
+    @classmethod
+    def _split_upper(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().upper() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("rate_endpoints", mode="before")
+    @classmethod
+    def _parse_endpoints(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if isinstance(value, dict):
+            return {str(k).lower(): str(v).rstrip("/") for k, v in value.items()}
         return value
 
     @field_validator("static_rates", mode="before")

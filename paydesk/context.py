@@ -11,7 +11,7 @@ from paydesk.config import Settings
 from paydesk.db import Database
 from paydesk.invoices.service import InvoiceService
 from paydesk.merchants.service import CredentialsCache
-from paydesk.rates.providers import StaticRateProvider
+from paydesk.rates.providers import REFERENCE_PROVIDERS, max_age_of, static_rates
 from paydesk.rates.service import RatesService
 from paydesk.vault import Vault, load_vault
 
@@ -35,7 +35,16 @@ def build_context(settings: Settings) -> Context:
     db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
     vault = load_vault(settings)
     catalogue = load_catalogue(settings.networks, settings.catalogue_file)
-    rates = RatesService([StaticRateProvider(settings.static_rates)])
+    rates = RatesService(
+        db,
+        static_rates(settings.static_rates),
+        cache_seconds=settings.rate_cache_seconds,
+        max_age=max_age_of(settings),
+        aggregate=settings.rate_aggregate,
+        min_sources=settings.rate_min_sources,
+        references=[p for p in settings.rate_providers if p in REFERENCE_PROVIDERS],
+        exmo_source=settings.exmo_rate_source,
+    )
     addresses = build_address_book(settings.networks)
     return Context(
         settings=settings,

@@ -10,10 +10,11 @@ from paydesk.chains.worker import address_pool_loop
 from paydesk.context import Context
 from paydesk.idempotency.worker import purge_loop
 from paydesk.invoices.worker import expiry_loop
+from paydesk.rates.worker import rates_loop
 
 log = structlog.get_logger(__name__)
 
-LOOPS = (expiry_loop, purge_loop, address_pool_loop)
+LOOPS = (expiry_loop, purge_loop, address_pool_loop, rates_loop)
 
 
 async def run_workers(context: Context, stop: asyncio.Event) -> None:

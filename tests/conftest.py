@@ -143,6 +143,10 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "master_key": MASTER_KEY,
         "auth_cache_seconds": 0.0001,
         "embedded_worker": False,
+        # No test reaches the internet: rate providers are pointed at local servers by
+        # the tests that use them.
+        "rate_providers": [],
+        "rate_cache_seconds": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -35,6 +35,7 @@ def paydesk_env(data_dir: Path, database_url: str | None, **extra: str) -> dict[
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
     env["PAYDESK_DATA_DIR"] = str(data_dir)
     env["PAYDESK_LOG_LEVEL"] = "warning"
+    env["PAYDESK_RATE_PROVIDERS"] = ""  # no test reaches the internet
     if database_url:
         env["PAYDESK_DATABASE_URL"] = database_url
     env.update(extra)

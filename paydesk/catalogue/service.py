@@ -41,6 +41,16 @@ class Catalogue:
             return None
         return currency
 
+    @property
+    def codes(self) -> list[str]:
+        """Every currency an invoice can be in: fiat, and crypto some enabled network carries."""
+        return [code for code in self._currencies if self.currency(code) is not None]
+
+    @property
+    def all_codes(self) -> set[str]:
+        """Every currency the catalogue describes, served or not (rates cover them all)."""
+        return set(self._currencies)
+
     def is_crypto(self, code: str) -> bool:
         currency = self.currency(code)
         return currency is not None and not currency.is_fiat
