@@ -110,7 +110,7 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
     @app.get("/healthz", tags=["Operations"], summary="Liveness and database reachability")
     async def healthz(request: Request) -> dict[str, Any]:
         ctx: Context = request.app.state.context
-        async with ctx.db.sessionmaker() as session:
+        async with ctx.db.reader() as session:
             await session.execute(text("SELECT 1"))
         return {"status": "ok", "version": __version__}
 

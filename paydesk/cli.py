@@ -37,6 +37,12 @@ merchant_app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(merchant_app, name="merchant")
+rates_app = typer.Typer(
+    help="Exchange rates: what Paydesk knows and would use.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(rates_app, name="rates")
 
 console = Console()
 errors = Console(stderr=True)
@@ -218,3 +224,99 @@ def merchant_rotate_key(
         typer.echo(json.dumps({"merchant": merchant, f"{kind.value}_key": key}))
     else:
         console.print(f"new {kind.value} key  {key}")
+
+
+@rates_app.command("refresh")
+def rates_refresh() -> None:
+    """Ask every configured provider now and store what they answer."""
+    from paydesk.rates.providers import build_providers
+    from paydesk.rates.worker import refresh_once
+
+    async def work(context: Context) -> list[tuple[str, int, str | None]]:
+        providers = build_providers(context.settings, context.catalogue.all_codes)
+        try:
+            with console.status(f"Asking {len(providers)} rate providers…"):
+                outcomes = await refresh_once(context, providers)
+        finally:
+            for provider in providers:
+                await provider.close()
+        return [(o.provider, o.pairs, o.error) for o in outcomes]
+
+    outcomes = _with_context(work)
+    if not outcomes:
+        console.print("No rate providers are configured (PAYDESK_RATE_PROVIDERS).")
+        return
+    table = Table("provider", "pairs", "status")
+    for name, pairs, error in outcomes:
+        table.add_row(name, str(pairs), f"[red]{error}[/red]" if error else "[green]ok[/green]")
+    console.print(table)
+    if all(error for _, _, error in outcomes):
+        raise typer.Exit(1)
+
+
+@rates_app.command("show")
+def rates_show(
+    pair: Annotated[
+        str | None, typer.Argument(help="BASE/QUOTE, e.g. BTC/USD: the rate each source gives.")
+    ] = None,
+) -> None:
+    """Show stored rates, or how a pair converts under each `course_source`."""
+    from paydesk.rates.service import AGGREGATE, STATIC, RateBook
+
+    async def work(context: Context) -> RateBook:
+        return await context.rates.book()
+
+    if pair is not None:
+        base, _, quote = pair.upper().partition("/")
+        if not base or not quote:
+            errors.print(f"[red]error:[/red] expected BASE/QUOTE, got {pair}")
+            raise typer.Exit(1)
+
+    settings = _settings()
+    book = _with_context(work)
+    if pair is None:
+        table = Table("source", "pair", "rate", "as of (UTC)", "age")
+        names = [*settings.rate_providers, AGGREGATE, STATIC]
+        for name in names:
+            for rate in book.rates(name):
+                age = book.now - rate.as_of
+                table.add_row(
+                    name,
+                    f"{rate.base}/{rate.quote}",
+                    f"{rate.value:f}",
+                    rate.as_of.strftime("%Y-%m-%d %H:%M:%S"),
+                    _age(age.total_seconds()),
+                )
+        console.print(table)
+        console.print(
+            "[dim]Only fresh rates are listed; a provider missing here has none "
+            "(run `paydesk rates refresh`).[/dim]"
+        )
+        return
+
+    table = Table("course_source", "rate", "from")
+    from paydesk.rates.service import RateUnavailable
+
+    async def each(context: Context) -> list[tuple[str, str, str]]:
+        rows = []
+        for label in ("(none)", "Binance", "BinanceP2P", "Exmo", "Kucoin"):
+            source = None if label == "(none)" else label
+            try:
+                rate = await context.rates.get_rate(base, quote, source)
+            except RateUnavailable:
+                rows.append((label, "[red]unavailable[/red]", ""))
+                continue
+            rows.append((label, f"{rate.value:f}", rate.source or "same currency"))
+        return rows
+
+    for row in _with_context(each):
+        table.add_row(*row)
+    console.print(table)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

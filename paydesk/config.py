@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     rate_timeout_seconds: float = Field(default=10.0, gt=0)
     rate_endpoints: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        description='JSON object of provider → base URL replacing the public one '
+        description="JSON object of provider → base URL replacing the public one "
         '(a mirror or proxy), e.g. {"binance": "https://binance-proxy.internal"}.',
     )
     rate_p2p_fiats: Annotated[list[str], NoDecode] = Field(

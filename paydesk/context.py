@@ -9,6 +9,7 @@ from paydesk.catalogue.service import Catalogue, load_catalogue
 from paydesk.chains.service import AddressBook, build_address_book
 from paydesk.config import Settings
 from paydesk.db import Database
+from paydesk.discounts.service import DiscountBook
 from paydesk.invoices.service import InvoiceService
 from paydesk.merchants.service import CredentialsCache
 from paydesk.rates.providers import REFERENCE_PROVIDERS, max_age_of, static_rates
@@ -25,6 +26,7 @@ class Context:
     rates: RatesService
     addresses: AddressBook
     credentials: CredentialsCache
+    discounts: DiscountBook
     invoices: InvoiceService
 
     async def close(self) -> None:
@@ -46,6 +48,7 @@ def build_context(settings: Settings) -> Context:
         exmo_source=settings.exmo_rate_source,
     )
     addresses = build_address_book(settings.networks)
+    discounts = DiscountBook(db, settings.auth_cache_seconds)
     return Context(
         settings=settings,
         db=db,
@@ -54,5 +57,6 @@ def build_context(settings: Settings) -> Context:
         rates=rates,
         addresses=addresses,
         credentials=CredentialsCache(db, vault, settings.auth_cache_seconds),
-        invoices=InvoiceService(catalogue, rates, addresses),
+        discounts=discounts,
+        invoices=InvoiceService(catalogue, rates, addresses, discounts),
     )

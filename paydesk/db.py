@@ -36,6 +36,10 @@ NAMING_CONVENTION = {
 }
 
 
+#: Execution option marking a read-only session (see `Database.reader`).
+READ_ONLY = "paydesk_read_only"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -126,6 +130,13 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = (
+            async_sessionmaker(
+                self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+            )
+            if self.is_sqlite
+            else self.sessionmaker
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -163,6 +174,18 @@ class Database:
     def runs_alone(self) -> bool:
         """Whether `run_alone` is available (PostgreSQL; SQLite serialises writers anyway)."""
         return not self.is_sqlite
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A session that only reads, safe to open while this task holds a transaction.
+
+        On SQLite every writing transaction starts with `BEGIN IMMEDIATE`; a read taken
+        with that inside another transaction of the same task would wait for a lock its
+        own task holds. Readers start a deferred transaction instead, which WAL lets run
+        beside the writer (they see the last commit).
+        """
+        async with self._readers() as session:
+            yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -226,7 +249,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def dialect_insert(session: AsyncSession, table: Any) -> Any:

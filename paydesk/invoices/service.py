@@ -27,6 +27,7 @@ from paydesk.chains.service import (
     release_values,
 )
 from paydesk.db import Database, StandaloneStatement, utcnow
+from paydesk.discounts.service import DiscountBook
 from paydesk.invoices import pricing
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.schemas import CoinChoice, HistoryFilter, InvoiceDraft
@@ -90,10 +91,17 @@ class _Resolved:
 
 
 class InvoiceService:
-    def __init__(self, catalogue: Catalogue, rates: RatesService, addresses: AddressBook) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        rates: RatesService,
+        addresses: AddressBook,
+        discounts: DiscountBook,
+    ) -> None:
         self.catalogue = catalogue
         self.rates = rates
         self.addresses = addresses
+        self.discounts = discounts
 
     # ---------------------------------------------------------------- create
     async def create(
@@ -258,9 +266,19 @@ class InvoiceService:
         return normalized
 
     async def _price(self, invoice: Invoice, resolved: _Resolved) -> None:
-        """Lock the rate and the payer's amount on the invoice."""
+        """Lock the rate and the payer's amount on the invoice.
+
+        The discount is the invoice's own `discount_percent`, or else the merchant's
+        standing discount for the coin and network (spec section 10), which the invoice
+        then shows as its `discount_percent`.
+        """
         assert resolved.payer_currency is not None
         payer_currency = resolved.payer_currency
+        if invoice.discount_percent is None and resolved.service is not None:
+            standing = await self.discounts.percent(
+                invoice.merchant_id, payer_currency, resolved.service.network
+            )
+            invoice.discount_percent = standing or None
         if payer_currency == invoice.currency:
             rate, source = Decimal(1), None
         else:
@@ -310,8 +328,18 @@ class InvoiceService:
         return invoice
 
     async def refresh(self, session: AsyncSession, invoice: Invoice, now: datetime) -> None:
+        """A new life for an expired invoice: new expiry and address, and, when the payer
+        pays in another currency than the invoice's, the rate and payer amount of now
+        (the old rate expired with the invoice)."""
         self.transition(invoice, InvoiceStatus.CHECK, now)
         invoice.expired_at = now + timedelta(seconds=invoice.lifetime)
+        if invoice.payer_currency and invoice.payer_currency != invoice.currency:
+            service = (
+                self.catalogue.service(invoice.payer_currency, invoice.network)
+                if invoice.network
+                else None
+            )
+            await self._price(invoice, _Resolved(invoice.payer_currency, invoice.network, service))
         if invoice.address is not None and invoice.network is not None:
             invoice.address = await self.addresses.allocate(
                 session, invoice.network, ADDRESS_PURPOSE

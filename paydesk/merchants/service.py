@@ -152,7 +152,7 @@ class CredentialsCache:
             return self._cache[merchant_id]
         except KeyError:
             pass
-        async with self._db.sessionmaker() as session:
+        async with self._db.reader() as session:
             credentials = await load_credentials(session, self._vault, merchant_id)
         self._cache[merchant_id] = credentials
         return credentials

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
+from defusedxml import DefusedXmlException, ElementTree
 
 from paydesk.config import Settings
 from paydesk.db import utcnow
@@ -100,7 +100,7 @@ class EcbProvider(_HttpProvider):
         response = await self._request("GET", self.PATH)
         try:
             root = ElementTree.fromstring(response.content)
-        except ElementTree.ParseError as exc:
+        except (ElementTree.ParseError, DefusedXmlException) as exc:
             raise ProviderError(f"ecb: not XML: {exc}") from exc
         day = next((c for c in root.iter() if c.tag.endswith("Cube") and c.get("time")), None)
         if day is None:

@@ -5,11 +5,15 @@ them), and each process keeps a copy for `rate_cache_seconds`. A conversion is a
 through the pairs Paydesk knows, chosen by fewest hops and then by the trust order of the
 sources on it:
 
-1. the invoice's `course_source` (Binance, BinanceP2P, Kucoin; Exmo as configured),
-2. the aggregate: per pair, the median of the configured markets that answered, when at
+1. the operator's static table (the stablecoin pegs by default; an operator who sets a
+   rate means it),
+2. the invoice's `course_source` (Binance, BinanceP2P, Kucoin; Exmo as configured),
+3. the aggregate: per pair, the median of the configured markets that answered, when at
    least `rate_min_sources` did,
-3. the daily references in configured order (ECB, open.er-api) for fiat crosses,
-4. the operator's static table (stablecoin pegs by default).
+4. the daily references in configured order (ECB, open.er-api) for fiat crosses.
+
+So USD → BTC is USD → USDT (peg) → BTC (market), not a detour through a day-old fiat
+cross, and a source that lacks a pair falls back to the next.
 
 A rate older than its provider's staleness bound is not a rate. When no path exists the
 answer is `RateUnavailable`: Paydesk never invents a price.
@@ -76,7 +80,7 @@ class RateBook:
             [self.by_source.get(name, {}) for name in aggregate], min_sources
         )
         self.by_source[STATIC] = {(r.base, r.quote): replace(r, as_of=now) for r in static}
-        self._fallbacks = [AGGREGATE, *references, STATIC]
+        self._fallbacks = [AGGREGATE, *references]
         self._graphs: dict[str | None, dict[str, list[_Edge]]] = {}
 
     def convert(self, base: str, quote: str, source: str | None = None) -> Rate | None:
@@ -106,8 +110,8 @@ class RateBook:
     def _graph(self, source: str | None) -> dict[str, list[_Edge]]:
         graph = self._graphs.get(source)
         if graph is None:
-            order = [source, *self._fallbacks] if source and source != AGGREGATE else []
-            order = order or self._fallbacks
+            chosen = [source] if source and source != AGGREGATE else []
+            order = [STATIC, *chosen, *self._fallbacks]
             graph = {}
             for tier, name in enumerate(dict.fromkeys(order)):
                 for (base, quote), rate in self.by_source.get(name, {}).items():
@@ -199,7 +203,7 @@ class RatesService:
             return self._book
         async with self._lock:
             if self._book is None or time.monotonic() - self._loaded_at >= self._cache_seconds:
-                async with self._db.sessionmaker() as session:
+                async with self._db.reader() as session:
                     stored = (await session.scalars(select(StoredRate))).all()
                 self._book = RateBook(
                     [row.as_rate() for row in stored],

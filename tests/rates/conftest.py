@@ -3,6 +3,7 @@ real format (tests/rates/fixtures) on 127.0.0.1, with switchable faults."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -52,6 +53,25 @@ class RateServer:
         }
 
 
+def _live(body: bytes, name: str) -> bytes:
+    """Recent times where the real endpoints would show them (tickers: now)."""
+    now_ms = int(time.time() * 1000)
+    if name == "binance_ticker_24hr.json":
+        tickers = json.loads(body)
+        for ticker in tickers:
+            ticker["closeTime"] = now_ms
+        return json.dumps(tickers).encode()
+    if name == "openerapi_latest_usd.json":  # published daily, an hour ago
+        payload = json.loads(body)
+        payload["time_last_update_unix"] = int(time.time()) - 3600
+        return json.dumps(payload).encode()
+    if name == "kucoin_all_tickers.json":
+        payload = json.loads(body)
+        payload["data"]["time"] = now_ms
+        return json.dumps(payload).encode()
+    return body
+
+
 def _handler(server: RateServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _answer(self, method: str) -> None:
@@ -76,7 +96,7 @@ def _handler(server: RateServer) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, fault)
             if provider == "binancep2p" and json.loads(body or b"{}").get("fiat") != "RUB":
                 return self._send(200, b'{"code":"000000","data":[],"total":0,"success":true}')
-            self._send(200, (FIXTURES / name).read_bytes())
+            self._send(200, _live((FIXTURES / name).read_bytes(), name))
 
         def _send(self, status: int, body: bytes) -> None:
             self.send_response(status)
@@ -84,15 +104,13 @@ def _handler(server: RateServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            try:
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):  # the client timed out first
-                pass
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(body)  # fails when the client timed out first
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self._answer("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._answer("POST")
 
         def log_message(self, *args: Any) -> None:

@@ -78,6 +78,25 @@ class ServiceResult(_Out):
     commission: Commission
 
 
+class ExchangeRateResult(_Out):
+    from_: str = Field(alias="from")
+    to: str
+    course: str
+
+
+class DiscountResult(_Out):
+    currency: str
+    network: str
+    discount: int
+
+
+class DiscountSetResult(_Out):
+    currency: str
+    network: str
+    #: A string here, an integer in the list: as the spec's examples show.
+    discount: str
+
+
 class Paginate(_Out):
     count: int
     hasPages: bool
@@ -166,6 +185,15 @@ def service_result(service: Service) -> ServiceResult:
             percent=fixed_at_least(service.percent, PERCENT_PLACES),
         ),
     )
+
+
+def course_text(rate: Decimal) -> str:
+    """A rate as the spec prints it (8 decimals); a rate too small for 8 decimals keeps
+    8 significant digits instead of reading as zero."""
+    if rate >= Decimal("0.00000001"):
+        return fixed(rate, CRYPTO_PLACES)
+    places = CRYPTO_PLACES - rate.adjusted() - 1
+    return fixed(rate, places)
 
 
 def page_result(page: Page[Any], items: list[T]) -> PageResult[T]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from paydesk.api import openapi
 from paydesk.api.cryptomus.auth import SignedRequest, authenticate
 from paydesk.api.cryptomus.errors import CryptomusError, CryptomusRoute, ok
 from paydesk.api.cryptomus.responses import (
+    DiscountResult,
+    DiscountSetResult,
+    ExchangeRateResult,
     Failure,
     FieldFailure,
     InvoiceResult,
@@ -18,6 +21,7 @@ from paydesk.api.cryptomus.responses import (
     ServerFailure,
     ServiceResult,
     Success,
+    course_text,
     decode_cursor,
     invoice_result,
     page_result,
@@ -25,6 +29,7 @@ from paydesk.api.cryptomus.responses import (
 )
 from paydesk.api.cryptomus.schemas import (
     CreateInvoiceRequest,
+    DiscountSetRequest,
     EmptyRequest,
     HistoryRequest,
     InvoiceLookupRequest,
@@ -32,6 +37,7 @@ from paydesk.api.cryptomus.schemas import (
 from paydesk.api.cryptomus.validation import validate
 from paydesk.api.idempotent import has_idempotency_key, run_idempotent
 from paydesk.context import Context
+from paydesk.discounts import service as discounts
 from paydesk.invoices.schemas import HistoryFilter
 from paydesk.merchants.service import KeyKind
 
@@ -169,3 +175,82 @@ async def payment_services(request: Request) -> Response:
     signed = await _signed(request, KeyKind.PAYMENT, read_only=True)
     validate(EmptyRequest, signed.data)
     return ok([service_result(service) for service in context.catalogue.services])
+
+
+@router.get(
+    "/v1/exchange-rate/{currency}/list",
+    summary="Exchange rates of a currency",
+    description="Public. What one unit of `currency` buys in every currency Paydesk can "
+    "price it in, from the default rate sources.",
+    responses={200: {"model": Success[list[ExchangeRateResult]]}, 422: {"model": Failure}},
+    response_class=Response,
+)
+async def exchange_rates(
+    request: Request, currency: Annotated[str, Path(max_length=16, examples=["ETH"])]
+) -> Response:
+    context = _context(request)
+    found = context.catalogue.currency(currency)
+    if found is None:
+        raise CryptomusError("The currency was not found")
+    book = await context.rates.book()
+    items = []
+    for quote in context.catalogue.codes:
+        if quote == found.code:
+            continue
+        rate = book.convert(found.code, quote)
+        if rate is not None:
+            items.append(
+                ExchangeRateResult(from_=found.code, to=quote, course=course_text(rate.value))
+            )
+    return ok(items)
+
+
+@router.post(
+    "/v1/payment/discount/list",
+    summary="Discounts per coin and network",
+    description="Every coin and network this server accepts, with the merchant's discount "
+    "(positive) or surcharge (negative) in percent; 0 where none is set.",
+    **_doc(EmptyRequest, list[DiscountResult], body_required=False),
+)
+async def discount_list(request: Request) -> Response:
+    context = _context(request)
+    signed = await _signed(request, KeyKind.PAYMENT, read_only=True)
+    validate(EmptyRequest, signed.data)
+    async with context.db.reader() as session:
+        current = await discounts.load(session, signed.merchant_id)
+    return ok(
+        [
+            DiscountResult(
+                currency=service.currency,
+                network=service.network,
+                discount=current.get((service.currency, service.network), 0),
+            )
+            for service in context.catalogue.services
+        ]
+    )
+
+
+@router.post(
+    "/v1/payment/discount/set",
+    summary="Set the discount of a coin and network",
+    description="Applied to invoices paid with that coin on that network which carry no "
+    "`discount_percent` of their own.",
+    **_doc(DiscountSetRequest, DiscountSetResult),
+)
+async def discount_set(request: Request) -> Response:
+    context = _context(request)
+    signed = await _signed(request, KeyKind.PAYMENT, read_only=False)
+    body = validate(DiscountSetRequest, signed.data)
+    service = context.catalogue.service(body.currency, body.network)
+    if service is None:
+        raise CryptomusError(f"The service {body.currency.upper()} {body.network} was not found")
+    async with context.db.transaction() as session:
+        await discounts.set_discount(
+            session, signed.merchant_id, service.currency, service.network, body.discount_percent
+        )
+    context.discounts.invalidate(signed.merchant_id)
+    return ok(
+        DiscountSetResult(
+            currency=service.currency, network=service.network, discount=str(body.discount_percent)
+        )
+    )

@@ -125,6 +125,14 @@ class CreateInvoiceRequest(RequestModel):
         )
 
 
+class DiscountSetRequest(RequestModel):
+    """`POST /v1/payment/discount/set`."""
+
+    currency: CurrencyCode
+    network: NetworkCode
+    discount_percent: DiscountPercent
+
+
 class InvoiceLookupRequest(RequestModel):
     """`POST /v1/payment/info`: by uuid or order_id; order_id wins when both are given."""
 
