@@ -249,6 +249,7 @@ class ExchangeProvider:
         if endpoint:
             _point_at(self._exchange.urls["api"], endpoint)
         self._markets_loaded: datetime | None = None
+        self._symbols: list[str] = []
         self._errors = ccxt_async.BaseError
 
     async def fetch(self) -> list[Rate]:
@@ -258,7 +259,17 @@ class ExchangeProvider:
             if self._markets_loaded is None or now - self._markets_loaded > self.MARKETS_TTL:
                 await exchange.load_markets(reload=True)
                 self._markets_loaded = now
-            tickers = await exchange.fetch_tickers()
+                self._symbols = [
+                    symbol
+                    for symbol, market in exchange.markets.items()
+                    if market.get("spot", True)
+                    and market["base"] in self.wanted
+                    and market["quote"] in self.wanted
+                ]
+            if not self._symbols:
+                raise ProviderError(f"{self.name}: no market between catalogue currencies")
+            # Only the catalogue's pairs (exchanges that can filter send only those).
+            tickers = await exchange.fetch_tickers(self._symbols)
         except (self._errors, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             # ccxt raises its own errors for HTTP failures and plain ones for bodies it
             # cannot parse.

@@ -36,6 +36,7 @@ class RateServer:
     #: provider → "down" (HTTP 503), "slow" (answers after the client gave up),
     #: "malformed" (a body that is not the provider's format), or a replacement body.
     faults: dict[str, Any] = field(default_factory=dict)
+    #: (method, path with query, body) of every request, in order.
     requests: list[tuple[str, str, bytes]] = field(default_factory=list)
 
     def endpoints(self, *names: str) -> dict[str, str]:
@@ -78,7 +79,7 @@ def _handler(server: RateServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path = self.path.split("?", 1)[0]
-            server.requests.append((method, path, body))
+            server.requests.append((method, self.path, body))
             provider = path.strip("/").split("/", 1)[0]
             fault = server.faults.get(provider)
             name = ROUTES.get((method, path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -40,8 +41,13 @@ async def test_binance_through_ccxt(rate_server):
     assert all(isinstance(r.value, Decimal) and r.source == "binance" for r in rates.values())
     # As of the exchange's time in the ticker (the server stamps it with now).
     assert datetime.now(UTC) - rates[("BTC", "USDT")].as_of < timedelta(seconds=5)
-    paths = [path for _, path, _ in rate_server.requests]
+    paths = [path.split("?")[0] for _, path, _ in rate_server.requests]
     assert paths == ["/binance/api/v3/exchangeInfo", "/binance/api/v3/ticker/24hr"]
+    # Only the catalogue's pairs are asked for, not the exchange's thousands.
+    query = parse_qs(urlsplit(rate_server.requests[1][1]).query)
+    assert sorted(json.loads(query["symbols"][0])) == [
+        "BTCEUR", "BTCUSDT", "ETHBTC", "ETHUSDT", "LTCUSDT", "TRXUSDT", "USDCUSDT"
+    ]  # fmt: skip
 
 
 async def test_kucoin_through_ccxt(rate_server):
@@ -59,7 +65,7 @@ async def test_markets_are_loaded_once_then_only_tickers(rate_server):
         await provider.fetch()
     finally:
         await provider.close()
-    paths = [path for _, path, _ in rate_server.requests]
+    paths = [path.split("?")[0] for _, path, _ in rate_server.requests]
     assert paths.count("/binance/api/v3/exchangeInfo") == 1
     assert paths.count("/binance/api/v3/ticker/24hr") == 2
 
