@@ -2,8 +2,7 @@
 
 Rates live in the database (the worker's refresher writes them, every API process reads
 them), and each process keeps a copy for `rate_cache_seconds`. A conversion is a path
-through the pairs Paydesk knows, chosen by fewest hops and then by the trust order of the
-sources on it:
+of at most three pairs Paydesk knows, from sources in this order of trust:
 
 1. the operator's static table (the stablecoin pegs by default; an operator who sets a
    rate means it),
@@ -12,8 +11,12 @@ sources on it:
    least `rate_min_sources` did,
 4. the daily references in configured order (ECB, open.er-api) for fiat crosses.
 
-So USD → BTC is USD → USDT (peg) → BTC (market), not a detour through a day-old fiat
-cross, and a source that lacks a pair falls back to the next.
+A named `course_source` first prices alone (with the static table): `Kucoin` gives
+ETH → BTC from KuCoin's own ETH/USDT and BTC/USDT rather than another market's ETH/BTC.
+Otherwise, and when the named source cannot price the pair, the path with the fewest hops
+wins, and among those the one whose sources are most trusted: USD → BTC is USD → USDT
+(peg) → BTC (market), not a detour through a day-old fiat cross, and EUR → USD is the
+ECB's rate, not one implied by crypto markets.
 
 A rate older than its provider's staleness bound is not a rate. When no path exists the
 answer is `RateUnavailable`: Paydesk never invents a price.
@@ -81,39 +84,33 @@ class RateBook:
         )
         self.by_source[STATIC] = {(r.base, r.quote): replace(r, as_of=now) for r in static}
         self._fallbacks = [AGGREGATE, *references]
-        self._graphs: dict[str | None, dict[str, list[_Edge]]] = {}
+        self._graphs: dict[str | None, tuple[dict[str, list[_Edge]], int]] = {}
 
     def convert(self, base: str, quote: str, source: str | None = None) -> Rate | None:
-        """How many `quote` one `base` buys, preferring `source` (a provider name)."""
+        """How many `quote` one `base` buys, preferring `source` (a provider name).
+
+        A named source first prices alone (with the operator's static table); only when
+        it cannot is everything else mixed in.
+        """
         base, quote = base.upper(), quote.upper()
         if base == quote:
             return Rate(base, quote, Decimal(1), "", self.now)
-        graph = self._graph(source)
-        # Dijkstra on (hops, sum of tiers): the shortest chain, then the most trusted.
-        queue: list[tuple[int, int, int, str, tuple[_Edge, ...]]] = [(0, 0, 0, base, ())]
-        settled: set[str] = set()
-        counter = 0
-        while queue:
-            hops, tiers, _, node, path = heapq.heappop(queue)
-            if node == quote:
+        graph, tiers = self._graph(source)
+        named = source is not None and source != AGGREGATE
+        for limit in (1, tiers) if named else (tiers,):
+            path = _shortest(graph, base, quote, limit)
+            if path is not None:
                 return _compose(base, quote, path)
-            if node in settled or hops == MAX_HOPS:
-                continue
-            settled.add(node)
-            for edge in graph.get(node, ()):
-                if edge.to not in settled:
-                    counter += 1
-                    entry = (hops + 1, tiers + edge.tier, counter, edge.to, (*path, edge))
-                    heapq.heappush(queue, entry)
         return None
 
-    def _graph(self, source: str | None) -> dict[str, list[_Edge]]:
-        graph = self._graphs.get(source)
-        if graph is None:
+    def _graph(self, source: str | None) -> tuple[dict[str, list[_Edge]], int]:
+        """Both directions of every pair, each labelled with its source's tier."""
+        cached = self._graphs.get(source)
+        if cached is None:
             chosen = [source] if source and source != AGGREGATE else []
-            order = [STATIC, *chosen, *self._fallbacks]
-            graph = {}
-            for tier, name in enumerate(dict.fromkeys(order)):
+            order = list(dict.fromkeys([STATIC, *chosen, *self._fallbacks]))
+            graph: dict[str, list[_Edge]] = {}
+            for tier, name in enumerate(order):
                 for (base, quote), rate in self.by_source.get(name, {}).items():
                     label = rate.source
                     graph.setdefault(base, []).append(
@@ -122,11 +119,34 @@ class RateBook:
                     graph.setdefault(quote, []).append(
                         _Edge(base, RATES.divide(1, rate.value), tier, label, rate.as_of)
                     )
-            self._graphs[source] = graph
-        return graph
+            cached = self._graphs[source] = (graph, len(order))
+        return cached
 
     def rates(self, source: str) -> list[Rate]:
         return sorted(self.by_source.get(source, {}).values(), key=lambda r: (r.base, r.quote))
+
+
+def _shortest(
+    graph: dict[str, list[_Edge]], base: str, quote: str, limit: int
+) -> tuple[_Edge, ...] | None:
+    """Fewest hops, then the smallest sum of tiers, over edges of tier <= `limit`."""
+    queue: list[tuple[int, int, int, str, tuple[_Edge, ...]]] = [(0, 0, 0, base, ())]
+    settled: set[str] = set()
+    counter = 0
+    while queue:
+        hops, tiers, _, node, path = heapq.heappop(queue)
+        if node == quote:
+            return path
+        if node in settled or hops == MAX_HOPS:
+            continue
+        settled.add(node)
+        for edge in graph.get(node, ()):
+            if edge.tier <= limit and edge.to not in settled:
+                counter += 1
+                heapq.heappush(
+                    queue, (hops + 1, tiers + edge.tier, counter, edge.to, (*path, edge))
+                )
+    return None
 
 
 def _compose(base: str, quote: str, path: tuple[_Edge, ...]) -> Rate:

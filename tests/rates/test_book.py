@@ -54,6 +54,18 @@ def test_course_source_prefers_its_own_market():
     assert book(MARKET).convert("BTC", "USD", "binance").value == Decimal("90000")
 
 
+def test_a_named_source_prices_alone_before_mixing():
+    rates = [
+        *MARKET,
+        rate("binance", "ETH/BTC", "0.03333"),
+        rate("kucoin", "ETH/USDT", "3010"),
+    ]
+    found = book(rates).convert("ETH", "BTC", "kucoin")  # two KuCoin hops beat one Binance
+    assert found.value == RATES.multiply(Decimal("3010"), RATES.divide(1, Decimal("90100")))
+    assert found.source == "kucoin"
+    assert book(rates).convert("ETH", "BTC").value == Decimal("0.03333")  # default: shortest
+
+
 def test_a_source_without_the_pair_falls_back_to_the_aggregate():
     found = book(MARKET).convert("BTC", "USDT", "binancep2p")
     assert (found.value, found.source) == (Decimal("90050"), "aggregate")

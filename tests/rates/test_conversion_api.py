@@ -112,6 +112,18 @@ async def test_eur_invoice_uses_the_direct_market(api, context):
     assert result["payer_amount"] == owed("15", inverse("85100"))
 
 
+async def test_crypto_to_crypto(api, context):
+    await refresh(context)
+    body = {"amount": "2", "currency": "ETH", "to_currency": "BTC", "network": "devnet"}
+    direct = await api.result("/v1/payment", {**body, "order_id": "eb", "course_source": "Binance"})
+    assert direct["payer_amount"] == owed("2", Decimal("0.03333"))  # Binance ETH/BTC
+    assert (await stored_invoice(context, "eb")).rate_source == "binance"
+    # KuCoin has no ETH/BTC market: ETH → USDT → BTC on KuCoin's own prices.
+    crossed = await api.result("/v1/payment", {**body, "order_id": "ek", "course_source": "Kucoin"})
+    assert crossed["payer_amount"] == owed("2", RATES.divide(Decimal("3010"), Decimal("90100")))
+    assert (await stored_invoice(context, "ek")).rate_source == "kucoin"
+
+
 async def test_p2p_prices_rub_in_usdt(api, context):
     await refresh(context)
     body = {"amount": "1000", "currency": "RUB", "to_currency": "USDT", "network": "devnet"}
