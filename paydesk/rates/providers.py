@@ -178,8 +178,8 @@ class BinanceP2PProvider(_HttpProvider):
         )
         rates = [result for result in results if isinstance(result, Rate)]
         if not rates:
-            errors = [str(r) for r in results if isinstance(r, BaseException)]
-            raise ProviderError(f"binancep2p: no prices ({'; '.join(errors[:3])})")
+            errors = dict.fromkeys(str(r) for r in results if isinstance(r, BaseException))
+            raise ProviderError(f"binancep2p: no prices ({'; '.join(list(errors)[:3])})")
         return rates
 
     async def _one(self, asset: str, fiat: str) -> Rate:
