@@ -7,6 +7,7 @@ built-in `devnet` network, nothing else to run.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +22,13 @@ DEFAULT_STATIC_RATES: dict[str, Decimal] = {
     "USDT/USD": Decimal(1),
     "USDC/USD": Decimal(1),
 }
+
+
+def _comma_list(value: Any, case: Callable[[str], str]) -> Any:
+    """ "a, B,c" → ["a", "b", "c"] (in the given case); lists pass through."""
+    if isinstance(value, str):
+        return [case(part.strip()) for part in value.split(",") if part.strip()]
+    return value
 
 
 class Settings(BaseSettings):
@@ -116,16 +124,12 @@ class Settings(BaseSettings):
     @field_validator("networks", "rate_providers", "rate_aggregate", mode="before")
     @classmethod
     def _split_lower(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip().lower() for part in value.split(",") if part.strip()]
-        return value
+        return _comma_list(value, str.lower)
 
     @field_validator("rate_p2p_fiats", mode="before")
     @classmethod
     def _split_upper(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip().upper() for part in value.split(",") if part.strip()]
-        return value
+        return _comma_list(value, str.upper)
 
     @field_validator("rate_endpoints", mode="before")
     @classmethod
