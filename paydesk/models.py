@@ -1,19 +1,27 @@
 """Every ORM model, imported in one place so the metadata is complete (Alembic, tests)."""
 
 from paydesk.chains.models import AddressCounter, DepositAddress
+from paydesk.deposits.models import Deposit
 from paydesk.discounts.models import PaymentDiscount
 from paydesk.idempotency.models import IdempotencyRecord
 from paydesk.invoices.models import Invoice
+from paydesk.ledger.models import Account, JournalTransaction, Posting
 from paydesk.merchants.models import Merchant, User
 from paydesk.rates.models import StoredRate
+from paydesk.webhooks.models import WebhookEvent
 
 __all__ = [
+    "Account",
     "AddressCounter",
+    "Deposit",
     "DepositAddress",
     "IdempotencyRecord",
     "Invoice",
+    "JournalTransaction",
     "Merchant",
     "PaymentDiscount",
+    "Posting",
     "StoredRate",
     "User",
+    "WebhookEvent",
 ]

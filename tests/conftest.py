@@ -174,8 +174,18 @@ async def _empty_tables(ctx: Context) -> None:
     tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
     async with ctx.db.engine.begin() as connection:
         if ctx.db.is_sqlite:
+            # The ledger's append-only triggers refuse DELETE: lift them for the clean-up.
+            triggers = (
+                await connection.execute(
+                    text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+                )
+            ).all()
+            for name, _ in triggers:
+                await connection.execute(text(f'DROP TRIGGER "{name}"'))
             for name in tables:
                 await connection.execute(text(f'DELETE FROM "{name}"'))
+            for _, sql in triggers:
+                await connection.execute(text(sql))
         else:
             quoted = ", ".join(f'"{name}"' for name in tables)
             await connection.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))

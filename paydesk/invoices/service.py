@@ -31,8 +31,8 @@ from paydesk.discounts.service import DiscountBook
 from paydesk.invoices import pricing
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.schemas import CoinChoice, HistoryFilter, InvoiceDraft
-from paydesk.invoices.status import ON_EXPIRY, InvoiceStatus, check_transition
-from paydesk.money import quantum, round_half_up
+from paydesk.invoices.status import FINAL, ON_EXPIRY, InvoiceStatus, check_transition, is_final
+from paydesk.money import percent_of, quantum, round_half_up
 from paydesk.pagination import Cursor, Page, keyset_page
 from paydesk.rates.service import RatesService, RateUnavailable
 
@@ -346,6 +346,22 @@ class InvoiceService:
             )
         await session.flush()
 
+    # ---------------------------------------------------------------- payments
+    def apply_payment(self, invoice: Invoice, amount: Decimal, now: datetime) -> bool:
+        """Count a credited (or, negative, a reversed) deposit; True when the status
+        changed. A settled invoice keeps its status when more arrives (the money is
+        still credited); only a reversal moves it back."""
+        invoice.payment_amount = (invoice.payment_amount or Decimal(0)) + amount
+        invoice.updated_at = now
+        current = InvoiceStatus(invoice.status)
+        if amount > 0 and current in FINAL:
+            return False
+        target = status_for_payment(invoice, now)
+        if target == current:
+            return False
+        self.transition(invoice, target, now)
+        return True
+
     # ---------------------------------------------------------------- lifecycle
     def transition(self, invoice: Invoice, target: InvoiceStatus, now: datetime) -> None:
         """The single place an invoice changes status."""
@@ -475,3 +491,48 @@ _RELEASE_ALONE = StandaloneStatement(RELEASE_ADDRESS)
 
 def _column_values(invoice: Invoice) -> dict[str, Any]:
     return {key: getattr(invoice, key) for key in _INVOICE_COLUMNS}
+
+
+def status_for_payment(invoice: Invoice, now: datetime) -> InvoiceStatus:
+    """What the received total makes of an invoice: over, paid (within the tolerated
+    `accuracy_payment_percent`), under (waiting for a top-up while allowed), or unpaid."""
+    received = invoice.payment_amount or Decimal(0)
+    due = invoice.payer_amount
+    assert due is not None, "only priced invoices receive deposits"
+    if received > due:
+        return InvoiceStatus.PAID_OVER
+    tolerated = due - percent_of(due, invoice.accuracy_payment_percent)
+    if received >= tolerated:
+        return InvoiceStatus.PAID
+    expired = invoice.expired_at <= now
+    if received > 0:
+        waiting = invoice.is_payment_multiple and not expired
+        return InvoiceStatus.WRONG_AMOUNT_WAITING if waiting else InvoiceStatus.WRONG_AMOUNT
+    return InvoiceStatus.CANCEL if expired else InvoiceStatus.CHECK
+
+
+def snapshot(invoice: Invoice) -> dict[str, Any]:
+    """The invoice as a webhook event records it: dialect-neutral, amounts as exact text."""
+
+    def text(value: Decimal | None) -> str | None:
+        return None if value is None else f"{value:f}"
+
+    return {
+        "uuid": str(invoice.uuid),
+        "order_id": invoice.order_id,
+        "status": invoice.status,
+        "is_final": is_final(invoice.status),
+        "amount": text(invoice.amount),
+        "currency": invoice.currency,
+        "payer_amount": text(invoice.payer_amount),
+        "payer_currency": invoice.payer_currency,
+        "payer_amount_exchange_rate": text(invoice.payer_amount_exchange_rate),
+        "payment_amount": text(invoice.payment_amount),
+        "merchant_amount": text(invoice.merchant_amount),
+        "commission": text(invoice.commission),
+        "network": invoice.network,
+        "address": invoice.address,
+        "from": invoice.from_address,
+        "txid": invoice.txid,
+        "additional_data": invoice.additional_data,
+    }

@@ -51,6 +51,7 @@ ON_EXPIRY: dict[InvoiceStatus, InvoiceStatus] = {
 
 _SETTLED = frozenset({S.PAID, S.PAID_OVER, S.WRONG_AMOUNT})
 _IN_FLIGHT_EXITS = _SETTLED | {S.WRONG_AMOUNT_WAITING, S.FAIL, S.SYSTEM_FAIL, S.LOCKED}
+_AFTER_REVERSAL = _SETTLED | {S.CHECK, S.CANCEL, S.WRONG_AMOUNT_WAITING}
 
 TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
     S.CHECK: frozenset({S.PROCESS, S.CONFIRM_CHECK, S.CANCEL} | _IN_FLIGHT_EXITS),
@@ -61,9 +62,11 @@ TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
     S.LOCKED: frozenset({S.CHECK, S.PROCESS, S.CONFIRM_CHECK, S.FAIL} | _SETTLED),
     # `is_refresh` renews an invoice that expired unpaid.
     S.CANCEL: frozenset({S.CHECK}),
-    S.PAID: frozenset({S.REFUND_PROCESS}),
-    S.PAID_OVER: frozenset({S.REFUND_PROCESS}),
-    S.WRONG_AMOUNT: frozenset({S.REFUND_PROCESS}),
+    # A settled invoice moves again only when a deposit is reversed (its block was
+    # orphaned): to whatever the remaining deposits amount to.
+    S.PAID: frozenset({S.REFUND_PROCESS} | (_AFTER_REVERSAL - {S.PAID})),
+    S.PAID_OVER: frozenset({S.REFUND_PROCESS} | (_AFTER_REVERSAL - {S.PAID_OVER})),
+    S.WRONG_AMOUNT: frozenset({S.REFUND_PROCESS} | (_AFTER_REVERSAL - {S.WRONG_AMOUNT})),
     S.REFUND_PROCESS: frozenset({S.REFUND_PAID, S.REFUND_FAIL}),
     S.REFUND_FAIL: frozenset({S.REFUND_PROCESS}),
     S.REFUND_PAID: frozenset(),

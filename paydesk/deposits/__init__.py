@@ -1,0 +1,1 @@
+"""Deposits: transfers seen on a chain, credited to the merchant exactly once."""

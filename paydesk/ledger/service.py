@@ -1,0 +1,190 @@
+"""Booking movements and reading balances.
+
+`post` is the only writer: it checks that the legs balance per currency, locks the
+accounts it touches (in id order, so concurrent bookings cannot deadlock), refuses to take
+a never-negative account below zero, and appends the postings with their running totals.
+The caller owns the database transaction, so a booking commits or rolls back together
+with whatever caused it (an invoice's status, its webhook event).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paydesk.db import dialect_insert, utcnow
+from paydesk.ledger.models import NEVER_NEGATIVE, Account, AccountKind, JournalTransaction, Posting
+from paydesk.money import MONEY, ZERO
+
+
+class LedgerError(Exception):
+    pass
+
+
+class Unbalanced(LedgerError):
+    """The legs of a transaction do not sum to zero in some currency."""
+
+
+class AlreadyBooked(LedgerError):
+    """A transaction with this reference exists: the event was booked before."""
+
+
+class InsufficientFunds(LedgerError):
+    def __init__(self, account: Account, available: Decimal, needed: Decimal) -> None:
+        super().__init__(f"{account.kind} {account.currency}: {available} < {needed}")
+        self.account = account
+        self.available = available
+        self.needed = needed
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    account: Account
+    #: + credits the account, − debits it.
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    transaction: JournalTransaction
+    postings: list[Posting]
+
+    def posting_of(self, account: Account) -> Posting:
+        return next(p for p in self.postings if p.account_id == account.id)
+
+
+async def account(
+    session: AsyncSession,
+    kind: AccountKind,
+    currency: str,
+    *,
+    owner: uuid.UUID | str = "",
+    network: str = "",
+) -> Account:
+    """The account, created on first use (concurrent first uses make one)."""
+    key = {"kind": kind.value, "owner": str(owner), "network": network, "currency": currency}
+    found = await session.scalar(select(Account).filter_by(**key))
+    if found is not None:
+        return found
+    await session.execute(
+        dialect_insert(session, Account)
+        .values(**key, uuid=uuid.uuid4(), created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["kind", "owner", "network", "currency"])
+    )
+    created = await session.scalar(select(Account).filter_by(**key))
+    assert created is not None
+    return created
+
+
+async def find_account(
+    session: AsyncSession, kind: AccountKind, currency: str, *, owner: uuid.UUID | str = ""
+) -> Account | None:
+    return await session.scalar(
+        select(Account).filter_by(kind=kind.value, owner=str(owner), network="", currency=currency)
+    )
+
+
+async def credit_total(session: AsyncSession, account: Account) -> Decimal:
+    """The account's running credit total (its balance is `sign` × this)."""
+    last = await session.scalar(
+        select(Posting.balance_after)
+        .where(Posting.account_id == account.id)
+        .order_by(Posting.id.desc())
+        .limit(1)
+    )
+    return last if last is not None else ZERO
+
+
+async def balance(session: AsyncSession, account: Account) -> Decimal:
+    return account.sign * await credit_total(session, account)
+
+
+async def post(
+    session: AsyncSession,
+    kind: str,
+    reference: str,
+    legs: Sequence[Leg],
+    *,
+    reverses: JournalTransaction | None = None,
+    memo: str | None = None,
+) -> Booked:
+    """Book one balanced transaction, or raise without writing anything."""
+    legs = [leg for leg in legs if leg.amount != 0]
+    if len(legs) < 2:
+        raise Unbalanced("a transaction needs at least two non-zero legs")
+    sums: dict[str, Decimal] = defaultdict(Decimal)
+    for leg in legs:
+        if not leg.amount.is_finite():
+            raise Unbalanced("amounts must be finite")
+        sums[leg.account.currency] = MONEY.add(sums[leg.account.currency], leg.amount)
+    if any(total != 0 for total in sums.values()):
+        raise Unbalanced(f"legs do not sum to zero: {dict(sums)}")
+
+    accounts = {leg.account.id: leg.account for leg in legs}
+    # Row locks in a fixed order serialise bookings on the same accounts (PostgreSQL;
+    # SQLite's write transactions are serial already).
+    await session.execute(
+        select(Account.id).where(Account.id.in_(sorted(accounts))).order_by(Account.id)
+        .with_for_update()
+    )  # fmt: skip
+    totals = {account_id: await credit_total(session, a) for account_id, a in accounts.items()}
+    after = dict(totals)
+    for leg in legs:
+        after[leg.account.id] = MONEY.add(after[leg.account.id], leg.amount)
+    for account_id, total in after.items():
+        held = accounts[account_id]
+        if held.kind in NEVER_NEGATIVE and held.sign * total < 0:
+            available = held.sign * totals[account_id]
+            raise InsufficientFunds(held, available, available - held.sign * total)
+
+    now = utcnow()
+    inserted = await session.execute(
+        dialect_insert(session, JournalTransaction)
+        .values(
+            uuid=uuid.uuid4(),
+            kind=kind,
+            reference=reference,
+            reverses_id=reverses.id if reverses else None,
+            memo=memo,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["reference"])
+        .returning(JournalTransaction.id)
+    )
+    transaction_id = inserted.scalar()
+    if transaction_id is None:
+        raise AlreadyBooked(reference)
+    transaction = await session.get_one(JournalTransaction, transaction_id)
+    postings = []
+    running = dict(totals)
+    for leg in legs:
+        running[leg.account.id] = MONEY.add(running[leg.account.id], leg.amount)
+        postings.append(
+            Posting(
+                uuid=uuid.uuid4(),
+                transaction_id=transaction_id,
+                account_id=leg.account.id,
+                amount=leg.amount,
+                balance_after=running[leg.account.id],
+                created_at=now,
+            )
+        )
+    session.add_all(postings)
+    await session.flush()
+    return Booked(transaction, postings)
+
+
+async def legs_of(session: AsyncSession, transaction: JournalTransaction) -> list[Leg]:
+    rows = await session.execute(
+        select(Posting.amount, Account)
+        .join(Account, Account.id == Posting.account_id)
+        .where(Posting.transaction_id == transaction.id)
+        .order_by(Posting.id)
+    )
+    return [Leg(account, amount) for amount, account in rows.all()]

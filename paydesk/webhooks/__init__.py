@@ -1,0 +1,1 @@
+"""Webhook events: written with the change they announce (transactional outbox)."""
