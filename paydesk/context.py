@@ -9,8 +9,10 @@ from paydesk.catalogue.service import Catalogue, load_catalogue
 from paydesk.chains.service import AddressBook, build_address_book
 from paydesk.config import Settings
 from paydesk.db import Database
+from paydesk.deposits.service import DepositService
 from paydesk.discounts.service import DiscountBook
 from paydesk.invoices.service import InvoiceService
+from paydesk.ledger.balances import Balances
 from paydesk.merchants.service import CredentialsCache
 from paydesk.rates.providers import REFERENCE_PROVIDERS, max_age_of, static_rates
 from paydesk.rates.service import RatesService
@@ -28,6 +30,8 @@ class Context:
     credentials: CredentialsCache
     discounts: DiscountBook
     invoices: InvoiceService
+    deposits: DepositService
+    balances: Balances
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -49,6 +53,7 @@ def build_context(settings: Settings) -> Context:
     )
     addresses = build_address_book(settings.networks)
     discounts = DiscountBook(db, settings.auth_cache_seconds)
+    invoices = InvoiceService(catalogue, rates, addresses, discounts)
     return Context(
         settings=settings,
         db=db,
@@ -58,5 +63,7 @@ def build_context(settings: Settings) -> Context:
         addresses=addresses,
         credentials=CredentialsCache(db, vault, settings.auth_cache_seconds),
         discounts=discounts,
-        invoices=InvoiceService(catalogue, rates, addresses, discounts),
+        invoices=invoices,
+        deposits=DepositService(catalogue, invoices),
+        balances=Balances(catalogue),
     )
