@@ -33,9 +33,11 @@ async def shop(context):
         return await create_merchant(session, context.vault, name="Shop", email="o@shop.test")
 
 
-async def new_invoice(context, shop, order_id="o1", amount="100", **fields) -> Invoice:
+async def new_invoice(
+    context, shop, order_id="o1", amount="100", currency="USDT", **fields
+) -> Invoice:
     draft = InvoiceDraft(
-        amount=Decimal(amount), currency="USDT", order_id=order_id, network="devnet", **fields
+        amount=Decimal(amount), currency=currency, order_id=order_id, network="devnet", **fields
     )
     async with context.db.transaction() as session:
         return (await context.invoices.create(session, shop.merchant_id, draft)).invoice

@@ -26,6 +26,8 @@ from paydesk.invoices.service import (
     ServiceUnavailable,
     ToCurrencyNotFound,
 )
+from paydesk.ledger.balances import TooManyDecimals, TransferOutOfRange
+from paydesk.ledger.service import InsufficientFunds
 from paydesk.money import plain
 
 log = structlog.get_logger(__name__)
@@ -81,6 +83,13 @@ def render_exception(exc: Exception) -> Response:
         return validation_response(exc.errors)
     if isinstance(exc, InvoiceError):
         return CryptomusError(invoice_error_message(exc)).response()
+    if isinstance(exc, InsufficientFunds):
+        return CryptomusError("Not enough funds").response()
+    if isinstance(exc, TransferOutOfRange):
+        word = "Minimum" if exc.below else "Maximum"
+        return CryptomusError(f"{word} amount {plain(exc.limit)} {exc.currency}").response()
+    if isinstance(exc, TooManyDecimals):
+        return validation_response({"amount": ["validation.decimal"]})
     if isinstance(exc, IdempotencyConflict):
         return CryptomusError(
             "The Idempotency-Key was already used for a different request", 422

@@ -97,6 +97,30 @@ class DiscountSetResult(_Out):
     discount: str
 
 
+class WalletBalance(_Out):
+    uuid: str
+    balance: str = Field(examples=["0.57000000"])
+    currency_code: str
+    #: Not in the documented example, but read unconditionally by real clients.
+    balance_usd: str = Field(examples=["21375.00"])
+
+
+class Balances(_Out):
+    merchant: list[WalletBalance]
+    user: list[WalletBalance]
+
+
+class BalanceResult(_Out):
+    balance: Balances
+
+
+class TransferResult(_Out):
+    user_wallet_transaction_uuid: str
+    user_wallet_balance: str
+    merchant_transaction_uuid: str
+    merchant_balance: str
+
+
 class Paginate(_Out):
     count: int
     hasPages: bool

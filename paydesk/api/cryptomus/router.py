@@ -3,6 +3,7 @@ wraps the result; the logic lives in the services."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -11,6 +12,8 @@ from paydesk.api import openapi
 from paydesk.api.cryptomus.auth import SignedRequest, authenticate
 from paydesk.api.cryptomus.errors import CryptomusError, CryptomusRoute, ok
 from paydesk.api.cryptomus.responses import (
+    BalanceResult,
+    Balances,
     DiscountResult,
     DiscountSetResult,
     ExchangeRateResult,
@@ -21,6 +24,8 @@ from paydesk.api.cryptomus.responses import (
     ServerFailure,
     ServiceResult,
     Success,
+    TransferResult,
+    WalletBalance,
     course_text,
     decode_cursor,
     invoice_result,
@@ -33,13 +38,16 @@ from paydesk.api.cryptomus.schemas import (
     EmptyRequest,
     HistoryRequest,
     InvoiceLookupRequest,
+    TransferRequest,
 )
 from paydesk.api.cryptomus.validation import validate
 from paydesk.api.idempotent import has_idempotency_key, run_idempotent
 from paydesk.context import Context
 from paydesk.discounts import service as discounts
 from paydesk.invoices.schemas import HistoryFilter
+from paydesk.ledger.balances import CurrencyNotServed, Wallet
 from paydesk.merchants.service import KeyKind
+from paydesk.money import MONEY, fixed
 
 PER_PAGE = 15
 
@@ -254,3 +262,79 @@ async def discount_set(request: Request) -> Response:
             currency=service.currency, network=service.network, discount=str(body.discount_percent)
         )
     )
+
+
+@router.post(
+    "/v1/balance",
+    summary="Business and personal balances",
+    description='From the ledger. `balance_usd` is at the default rates ("0.00" when '
+    "no fresh rate exists).",
+    **_doc(EmptyRequest, list[BalanceResult], body_required=False),
+)
+async def balance(request: Request) -> Response:
+    context = _context(request)
+    signed = await _signed(request, KeyKind.PAYMENT, read_only=True)
+    validate(EmptyRequest, signed.data)
+    async with context.db.reader() as session:
+        wallets = await context.balances.wallets(session, signed.merchant_id)
+    book = await context.rates.book()
+
+    def shown(wallet: Wallet) -> WalletBalance:
+        usd = book.convert(wallet.currency, "USD")
+        return WalletBalance(
+            uuid=str(wallet.uuid),
+            balance=fixed(wallet.balance, 8),
+            currency_code=wallet.currency,
+            balance_usd=fixed(MONEY.multiply(wallet.balance, usd.value) if usd else Decimal(0), 2),
+        )
+
+    merchant = [shown(wallet) for wallet in wallets.business]
+    user = [shown(wallet) for wallet in wallets.personal]
+    return ok([BalanceResult(balance=Balances(merchant=merchant, user=user))])
+
+
+async def _transfer(request: Request, *, to_personal: bool) -> Response:
+    context = _context(request)
+    signed = await _signed(request, KeyKind.PAYOUT, read_only=False)
+    if signed.credentials.payouts_blocked:
+        raise CryptomusError("You are forbidden")
+    body = validate(TransferRequest, signed.data)
+    try:
+        async with context.db.transaction() as session:
+            moved = await context.balances.transfer(
+                session, signed.merchant_id, body.currency, body.amount, to_personal=to_personal
+            )
+    except CurrencyNotServed:
+        raise CryptomusError(
+            "No found user wallet" if to_personal else "Merchant wallet not found"
+        ) from None
+    return ok(
+        TransferResult(
+            user_wallet_transaction_uuid=str(moved.personal_posting),
+            user_wallet_balance=fixed(moved.personal_balance, 8),
+            merchant_transaction_uuid=str(moved.business_posting),
+            merchant_balance=fixed(moved.business_balance, 8),
+        )
+    )
+
+
+@router.post(
+    "/v1/transfer/to-personal",
+    summary="Business wallet → personal wallet",
+    description="Signed with the payout key. `Not enough funds` when the business wallet "
+    "cannot cover the amount.",
+    **_doc(TransferRequest, TransferResult),
+)
+async def transfer_to_personal(request: Request) -> Response:
+    return await _transfer(request, to_personal=True)
+
+
+@router.post(
+    "/v1/transfer/to-business",
+    summary="Personal wallet → business wallet",
+    description="Signed with the payout key. `Not enough funds` when the personal wallet "
+    "cannot cover the amount.",
+    **_doc(TransferRequest, TransferResult),
+)
+async def transfer_to_business(request: Request) -> Response:
+    return await _transfer(request, to_personal=False)

@@ -125,6 +125,13 @@ class CreateInvoiceRequest(RequestModel):
         )
 
 
+class TransferRequest(RequestModel):
+    """`POST /v1/transfer/to-personal` and `/v1/transfer/to-business`."""
+
+    amount: PositiveAmount
+    currency: CurrencyCode
+
+
 class DiscountSetRequest(RequestModel):
     """`POST /v1/payment/discount/set`."""
 
