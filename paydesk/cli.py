@@ -43,6 +43,12 @@ rates_app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(rates_app, name="rates")
+ledger_app = typer.Typer(
+    help="The double-entry ledger behind every balance.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(ledger_app, name="ledger")
 
 console = Console()
 errors = Console(stderr=True)
@@ -320,3 +326,33 @@ def _age(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Verify every ledger invariant; exit 1 on any violation (fit for cron)."""
+    from rich.progress import Progress
+
+    from paydesk.ledger.check import Report, check_ledger, count_postings
+
+    async def work(context: Context) -> Report:
+        async with context.db.reader() as session:
+            total = await count_postings(session)
+            with Progress(console=errors, transient=True) as progress:
+                task = progress.add_task("Checking postings", total=total)
+                return await check_ledger(session, lambda n: progress.advance(task, n))
+
+    report = _with_context(work)
+    table = Table("checked", "count")
+    for name in ("accounts", "transactions", "postings", "deposits"):
+        table.add_row(name, str(getattr(report, name)))
+    console.print(table)
+    if report.ok:
+        console.print("[green]ledger ok[/green]: every transaction balances, every running "
+                      "total matches its postings, no wallet is below zero.")  # fmt: skip
+        return
+    for violation in report.violations:
+        console.print(f"[red]{violation.rule}[/red]: {violation.detail}")
+    if report.more:
+        console.print(f"… and {report.more} more violations")
+    raise typer.Exit(1)

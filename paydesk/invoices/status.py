@@ -57,7 +57,10 @@ TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
     S.CHECK: frozenset({S.PROCESS, S.CONFIRM_CHECK, S.CANCEL} | _IN_FLIGHT_EXITS),
     S.PROCESS: frozenset({S.CONFIRM_CHECK, S.CANCEL} | _IN_FLIGHT_EXITS),
     S.CONFIRM_CHECK: frozenset({S.CHECK} | _IN_FLIGHT_EXITS),
-    S.WRONG_AMOUNT_WAITING: frozenset({S.PROCESS, S.CONFIRM_CHECK} | _IN_FLIGHT_EXITS)
+    # Back to unpaid (or expired unpaid) when its only deposit is reversed.
+    S.WRONG_AMOUNT_WAITING: frozenset(
+        {S.PROCESS, S.CONFIRM_CHECK, S.CHECK, S.CANCEL} | _IN_FLIGHT_EXITS
+    )
     - {S.WRONG_AMOUNT_WAITING},
     S.LOCKED: frozenset({S.CHECK, S.PROCESS, S.CONFIRM_CHECK, S.FAIL} | _SETTLED),
     # `is_refresh` renews an invoice that expired unpaid.

@@ -165,6 +165,16 @@ async def test_reversal_of_one_of_two_deposits(context, shop):
     assert await merchant_balance(context, shop) == Decimal("59.4")
 
 
+async def test_reversal_of_the_only_part_payment(context, shop):
+    """Found by the property test: an underpaid invoice whose deposit is reversed is
+    unpaid again."""
+    invoice = await new_invoice(context, shop)
+    seen = transfer(invoice, "40")
+    await credit(context, seen)
+    await reverse(context, seen)
+    assert (await reload(context, invoice)).status == "check"
+
+
 async def test_reversal_after_expiry_cancels(context, shop):
     invoice = await new_invoice(context, shop)
     seen = transfer(invoice, "100")
