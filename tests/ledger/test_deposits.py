@@ -215,3 +215,21 @@ async def test_postings_are_append_only(context, shop):
         with pytest.raises(Exception, match="immutable"):
             async with context.db.transaction() as session:
                 await session.execute(statement)
+
+
+async def test_a_failure_after_booking_leaves_nothing(context, shop, monkeypatch):
+    """The booking, the status and the event are one transaction: if the event cannot be
+    written, the money is not booked either (the watcher will try again)."""
+    invoice = await new_invoice(context, shop)
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("outbox unavailable")
+
+    monkeypatch.setattr("paydesk.deposits.service.webhooks.record", broken)
+    with pytest.raises(RuntimeError):
+        await credit(context, transfer(invoice, "100"))
+    assert await count(context, Deposit) == 0
+    assert await count(context, Posting) == 0
+    assert (await reload(context, invoice)).status == "check"
+    monkeypatch.undo()
+    assert (await credit(context, transfer(invoice, "100"))).credited
