@@ -101,6 +101,18 @@ class Settings(BaseSettings):
         description="What `course_source: Exmo` uses now that Exmo is closed: `aggregate` "
         "(the median of working markets) or a provider name.",
     )
+    callback_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs webhook URLs may resolve to besides public addresses, "
+        "comma-separated (e.g. 10.0.0.0/8 for receivers on a private network).",
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_response_bytes: int = Field(
+        default=65536, gt=0, description="Read at most this much of a receiver's answer."
+    )
+    webhook_concurrency: int = Field(
+        default=64, ge=1, description="Deliveries one worker process sends at once."
+    )
     max_body_bytes: int = 64 * 1024
     auth_cache_seconds: float = Field(
         default=30.0, description="How long an API process trusts a cached merchant key."
@@ -125,6 +137,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_lower(cls, value: Any) -> Any:
         return _comma_list(value, str.lower)
+
+    @field_validator("callback_allowlist", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: Any) -> Any:
+        return _comma_list(value, str.strip)
 
     @field_validator("rate_p2p_fiats", mode="before")
     @classmethod

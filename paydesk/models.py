@@ -8,7 +8,7 @@ from paydesk.invoices.models import Invoice
 from paydesk.ledger.models import Account, JournalTransaction, Posting
 from paydesk.merchants.models import Merchant, User
 from paydesk.rates.models import StoredRate
-from paydesk.webhooks.models import WebhookEvent
+from paydesk.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEvent
 
 __all__ = [
     "Account",
@@ -23,5 +23,7 @@ __all__ = [
     "Posting",
     "StoredRate",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "WebhookEvent",
 ]

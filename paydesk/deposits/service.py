@@ -19,11 +19,10 @@ from paydesk.catalogue.service import Catalogue
 from paydesk.db import dialect_insert, utcnow
 from paydesk.deposits.models import Deposit
 from paydesk.invoices.models import Invoice
-from paydesk.invoices.service import InvoiceService, snapshot
+from paydesk.invoices.service import InvoiceService
 from paydesk.ledger import service as ledger
 from paydesk.ledger.models import AccountKind, JournalTransaction
 from paydesk.money import MONEY, round_half_up
-from paydesk.webhooks import service as webhooks
 
 
 class DepositError(Exception):
@@ -124,7 +123,7 @@ class DepositService:
             invoice.txid = transfer.txid
             changed = self.invoices.apply_payment(invoice, transfer.amount, now)
             if changed:
-                await self._announce(session, invoice)
+                await self.invoices.announce(session, invoice)
         await session.flush()
         return CreditResult(deposit, credited=True, status_changed=changed)
 
@@ -176,7 +175,7 @@ class DepositService:
             if deposit.currency == invoice.payer_currency:
                 invoice.txid = None if invoice.txid == txid else invoice.txid
                 if self.invoices.apply_payment(invoice, -deposit.amount, now):
-                    await self._announce(session, invoice)
+                    await self.invoices.announce(session, invoice)
         await session.flush()
         return True
 
@@ -231,16 +230,6 @@ class DepositService:
         service = self.catalogue.service(currency, network) if network else None
         precision = self.catalogue.precision(currency)
         return min(precision, service.decimals) if service else precision
-
-    async def _announce(self, session: AsyncSession, invoice: Invoice) -> None:
-        await webhooks.record(
-            session,
-            merchant_id=invoice.merchant_id,
-            topic=webhooks.INVOICE_STATUS,
-            subject_uuid=invoice.uuid,
-            url=invoice.url_callback,
-            payload=snapshot(invoice),
-        )
 
     @staticmethod
     async def _find(

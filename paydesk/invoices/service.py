@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paydesk.catalogue.models import Service
 from paydesk.catalogue.service import Catalogue
@@ -32,9 +33,10 @@ from paydesk.invoices import pricing
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.schemas import CoinChoice, HistoryFilter, InvoiceDraft
 from paydesk.invoices.status import FINAL, ON_EXPIRY, InvoiceStatus, check_transition, is_final
-from paydesk.money import percent_of, quantum, round_half_up
+from paydesk.money import MONEY, percent_of, quantum, round_half_up
 from paydesk.pagination import Cursor, Page, keyset_page
 from paydesk.rates.service import RatesService, RateUnavailable
+from paydesk.webhooks import service as webhooks
 
 ADDRESS_PURPOSE = "invoice"
 
@@ -370,12 +372,44 @@ class InvoiceService:
         invoice.updated_at = now
 
     async def expire_if_due(self, session: AsyncSession, invoice: Invoice, now: datetime) -> bool:
-        target = ON_EXPIRY.get(InvoiceStatus(invoice.status))
+        """Expire the invoice if its lifetime is over, announcing it. Compare-and-set on
+        the status: of two requests (or a request and the worker) reading the same due
+        invoice, exactly one expires it and records the event."""
+        current = InvoiceStatus(invoice.status)
+        target = ON_EXPIRY.get(current)
         if target is None or invoice.expired_at > now:
             return False
-        self.transition(invoice, target, now)
-        await session.flush()
+        check_transition(current, target)
+        changed = await session.execute(
+            update(Invoice)
+            .where(Invoice.id == invoice.id, Invoice.status == current.value)
+            .values(status=target.value, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if changed.rowcount == 0:
+            await session.refresh(invoice)
+            return False
+        set_committed_value(invoice, "status", target.value)
+        set_committed_value(invoice, "updated_at", now)
+        await self.announce(session, invoice)
         return True
+
+    async def announce(self, session: AsyncSession, invoice: Invoice) -> None:
+        """Record the invoice's current state as a webhook event, in the caller's
+        transaction (with the USD value of what was paid, at the rates of now)."""
+        usd = None
+        if invoice.payment_amount and invoice.payer_currency:
+            rate = (await self.rates.book()).convert(invoice.payer_currency, "USD")
+            if rate is not None:
+                usd = round_half_up(MONEY.multiply(invoice.payment_amount, rate.value), 2)
+        await webhooks.record(
+            session,
+            merchant_id=invoice.merchant_id,
+            topic=webhooks.INVOICE_STATUS,
+            subject_uuid=invoice.uuid,
+            url=invoice.url_callback,
+            payload=snapshot(invoice, usd),
+        )
 
     async def expire_due(self, session: AsyncSession, now: datetime, limit: int = 500) -> int:
         """Expire invoices whose lifetime ended; safe to run on several workers at once."""
@@ -511,7 +545,7 @@ def status_for_payment(invoice: Invoice, now: datetime) -> InvoiceStatus:
     return InvoiceStatus.CANCEL if expired else InvoiceStatus.CHECK
 
 
-def snapshot(invoice: Invoice) -> dict[str, Any]:
+def snapshot(invoice: Invoice, payment_amount_usd: Decimal | None = None) -> dict[str, Any]:
     """The invoice as a webhook event records it: dialect-neutral, amounts as exact text."""
 
     def text(value: Decimal | None) -> str | None:
@@ -528,6 +562,7 @@ def snapshot(invoice: Invoice) -> dict[str, Any]:
         "payer_currency": invoice.payer_currency,
         "payer_amount_exchange_rate": text(invoice.payer_amount_exchange_rate),
         "payment_amount": text(invoice.payment_amount),
+        "payment_amount_usd": text(payment_amount_usd),
         "merchant_amount": text(invoice.merchant_amount),
         "commission": text(invoice.commission),
         "network": invoice.network,

@@ -28,6 +28,9 @@ class Merchant(Base):
     # API keys, encrypted with the operator's master key (paydesk.vault).
     payment_key_encrypted: Mapped[str] = mapped_column(Text)
     payout_key_encrypted: Mapped[str] = mapped_column(Text)
+    #: Standard Webhooks signing secrets, newest first (several during a rotation),
+    #: encrypted as one JSON list.
+    webhook_secrets_encrypted: Mapped[str | None] = mapped_column(Text)
     payments_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     payouts_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

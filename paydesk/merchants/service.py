@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import enum
+import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ class MerchantCredentials:
     payout_key: str
     payments_blocked: bool
     payouts_blocked: bool
+    #: Standard Webhooks secrets, newest first.
+    webhook_secrets: tuple[str, ...] = ()
 
     def key(self, kind: KeyKind) -> str:
         return self.payment_key if kind is KeyKind.PAYMENT else self.payout_key
@@ -48,6 +52,23 @@ class MerchantCredentials:
 
 def generate_api_key() -> str:
     return secrets.token_urlsafe(48)
+
+
+#: Secrets kept at once: the new one and the one receivers may still verify with.
+WEBHOOK_SECRETS_KEPT = 2
+
+
+def generate_webhook_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and base64 of 24 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _seal_secrets(vault: Vault, values: list[str]) -> str:
+    return vault.encrypt(json.dumps(values))
+
+
+def _open_secrets(vault: Vault, sealed: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(vault.decrypt(sealed))) if sealed else ()
 
 
 def normalize_email(email: str) -> str:
@@ -81,6 +102,7 @@ async def create_merchant(
         name=name,
         payment_key_encrypted=vault.encrypt(payment_key),
         payout_key_encrypted=vault.encrypt(payout_key),
+        webhook_secrets_encrypted=_seal_secrets(vault, [generate_webhook_secret()]),
     )
     session.add(merchant)
     await session.flush()
@@ -111,6 +133,22 @@ async def rotate_key(
     return key
 
 
+async def webhook_secrets(
+    session: AsyncSession, vault: Vault, merchant_id: uuid.UUID, *, rotate: bool = False
+) -> tuple[str, ...]:
+    """The merchant's webhook secrets, newest first; `rotate` puts a new one in front and
+    keeps the previous one, so receivers can switch without missing a delivery."""
+    merchant = await session.get(Merchant, merchant_id, with_for_update=rotate)
+    if merchant is None:
+        raise MerchantError(f"no merchant {merchant_id}")
+    current = list(_open_secrets(vault, merchant.webhook_secrets_encrypted))
+    if rotate or not current:
+        current = [generate_webhook_secret(), *current][:WEBHOOK_SECRETS_KEPT]
+        merchant.webhook_secrets_encrypted = _seal_secrets(vault, current)
+        await session.flush()
+    return tuple(current)
+
+
 async def load_credentials(
     session: AsyncSession, vault: Vault, merchant_id: uuid.UUID
 ) -> MerchantCredentials | None:
@@ -121,6 +159,7 @@ async def load_credentials(
                 Merchant.payout_key_encrypted,
                 Merchant.payments_blocked,
                 Merchant.payouts_blocked,
+                Merchant.webhook_secrets_encrypted,
             ).where(Merchant.id == merchant_id)
         )
     ).first()
@@ -132,6 +171,7 @@ async def load_credentials(
         payout_key=vault.decrypt(row.payout_key_encrypted),
         payments_blocked=row.payments_blocked,
         payouts_blocked=row.payouts_blocked,
+        webhook_secrets=_open_secrets(vault, row.webhook_secrets_encrypted),
     )
 
 

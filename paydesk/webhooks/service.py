@@ -1,16 +1,53 @@
-"""Recording events. Delivery reads them later; recording never talks to the network."""
+"""Recording events and moving their deliveries through their lives.
+
+Recording never talks to the network: it adds the event (and, when there is a URL, its
+delivery) to the caller's transaction. Workers claim due deliveries under a lease, send
+outside any transaction, and record the outcome only if they still hold the lease.
+"""
 
 from __future__ import annotations
 
+import random
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from paydesk.db import utcnow
-from paydesk.webhooks.models import WebhookEvent
+from paydesk.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEvent
+from paydesk.webhooks.sender import Outcome
 
 INVOICE_STATUS = "invoice.status"
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+#: Wait before each retry (attempt n+1 waits SCHEDULE[n-1]), ±10 % jitter: 16 attempts
+#: over about 3 days 4 hours, then the delivery is dead (kept, retryable by hand).
+SCHEDULE = [
+    timedelta(seconds=30),
+    timedelta(minutes=1),
+    timedelta(minutes=2),
+    timedelta(minutes=4),
+    timedelta(minutes=8),
+    timedelta(minutes=16),
+    timedelta(minutes=32),
+    timedelta(hours=1),
+    timedelta(hours=2),
+    timedelta(hours=4),
+    timedelta(hours=8),
+    timedelta(hours=12),
+    timedelta(hours=12),
+    timedelta(hours=12),
+    timedelta(hours=12),
+]
+MAX_ATTEMPTS = len(SCHEDULE) + 1
+JITTER = 0.1
+#: How long a worker may hold a delivery it is sending (well above the HTTP timeout).
+LEASE = timedelta(seconds=60)
 
 
 async def record(
@@ -23,6 +60,7 @@ async def record(
     payload: dict[str, Any],
 ) -> WebhookEvent:
     """Add the event to the caller's transaction: it exists exactly when the change does."""
+    now = utcnow()
     event = WebhookEvent(
         uuid=uuid.uuid4(),
         merchant_id=merchant_id,
@@ -30,8 +68,124 @@ async def record(
         subject_uuid=subject_uuid,
         url=url,
         payload=payload,
-        created_at=utcnow(),
+        created_at=now,
     )
     session.add(event)
     await session.flush()
+    if url:
+        await schedule(session, event, url, now)
     return event
+
+
+async def schedule(
+    session: AsyncSession, event: WebhookEvent, url: str, now: datetime
+) -> WebhookDelivery:
+    """A new delivery of `event` (also used by resend and by the operator's retry)."""
+    delivery = WebhookDelivery(
+        event_id=event.id,
+        merchant_id=event.merchant_id,
+        subject_uuid=event.subject_uuid,
+        url=url,
+        status=PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(delivery)
+    await session.flush()
+    return delivery
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    delivery_id: int
+    token: uuid.UUID
+    url: str
+    attempts: int
+    event: WebhookEvent
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
+    """Lease up to `limit` due deliveries. A delivery waits while an earlier one of the
+    same subject is pending, so a receiver sees an invoice's statuses in order.
+    `SKIP LOCKED` lets several workers claim at once on PostgreSQL without waiting for
+    or taking each other's rows; SQLite's write lock serialises claims."""
+    earlier = aliased(WebhookDelivery)
+    rows = (
+        await session.execute(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.status == PENDING,
+                WebhookDelivery.next_attempt_at <= now,
+                (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now),
+                ~exists().where(
+                    and_(
+                        earlier.subject_uuid == WebhookDelivery.subject_uuid,
+                        earlier.status == PENDING,
+                        earlier.id < WebhookDelivery.id,
+                    )
+                ),
+            )
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=WebhookDelivery)
+        )
+    ).all()
+    if not rows:
+        return []
+    token = uuid.uuid4()
+    ids = [row.id for row in rows]
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids))
+        .values(leased_until=now + LEASE, lease_token=token)
+    )
+    found = await session.execute(
+        select(WebhookDelivery, WebhookEvent)
+        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+        .where(WebhookDelivery.id.in_(ids))
+        .order_by(WebhookDelivery.id)
+    )
+    return [Claimed(d.id, token, d.url, d.attempts, event) for d, event in found.all()]
+
+
+async def finish(
+    session: AsyncSession, claimed: Claimed, outcome: Outcome, now: datetime
+) -> str | None:
+    """Log the attempt and settle or reschedule the delivery; None when the lease was
+    lost (another worker owns the delivery now and this outcome is not recorded)."""
+    attempts = claimed.attempts + 1
+    if outcome.delivered:
+        values: dict[str, Any] = {"status": DELIVERED, "delivered_at": now, "last_error": None}
+    elif attempts >= MAX_ATTEMPTS:
+        values = {"status": DEAD, "last_error": _error_text(outcome)}
+    else:
+        wait = SCHEDULE[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+        values = {"next_attempt_at": now + wait, "last_error": _error_text(outcome)}
+    updated = await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == claimed.delivery_id, WebhookDelivery.lease_token == claimed.token
+        )
+        .values(attempts=attempts, leased_until=None, lease_token=None, **values)
+    )
+    if updated.rowcount == 0:
+        return None
+    session.add(
+        WebhookAttempt(
+            delivery_id=claimed.delivery_id,
+            attempted_at=now,
+            status_code=outcome.status_code,
+            latency_ms=outcome.latency_ms,
+            error=outcome.error,
+            response_head=outcome.response_head,
+        )
+    )
+    await session.flush()
+    return str(values.get("status", PENDING))
+
+
+def _error_text(outcome: Outcome) -> str:
+    if outcome.error:
+        return outcome.error[:500]
+    return f"HTTP {outcome.status_code}"

@@ -65,7 +65,11 @@ async def test_an_edited_posting_is_caught(context, history):
     """Editing needs the append-only trigger out of the way: as an attacker with the
     database's owner rights would do."""
     async with context.db.transaction() as session:
+        trigger = None
         if context.db.is_sqlite:
+            trigger = await session.scalar(
+                text("SELECT sql FROM sqlite_master WHERE name = 'ledger_postings_no_update'")
+            )
             await session.execute(text("DROP TRIGGER ledger_postings_no_update"))
         else:
             await session.execute(text("SET LOCAL session_replication_role = replica"))
@@ -73,6 +77,8 @@ async def test_an_edited_posting_is_caught(context, history):
         await session.execute(
             text("UPDATE ledger_postings SET amount = '-101' WHERE id = :id"), {"id": first}
         )
+        if trigger is not None:  # the database other tests share keeps its guard
+            await session.execute(text(trigger))
     report = await run_check(context)
     rules = {v.rule for v in report.violations}
     assert {"unbalanced", "running total"} <= rules

@@ -225,7 +225,7 @@ async def test_a_failure_after_booking_leaves_nothing(context, shop, monkeypatch
     async def broken(*args, **kwargs):
         raise RuntimeError("outbox unavailable")
 
-    monkeypatch.setattr("paydesk.deposits.service.webhooks.record", broken)
+    monkeypatch.setattr("paydesk.invoices.service.webhooks.record", broken)
     with pytest.raises(RuntimeError):
         await credit(context, transfer(invoice, "100"))
     assert await count(context, Deposit) == 0
