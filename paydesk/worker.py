@@ -11,10 +11,11 @@ from paydesk.context import Context
 from paydesk.idempotency.worker import purge_loop
 from paydesk.invoices.worker import expiry_loop
 from paydesk.rates.worker import rates_loop
+from paydesk.webhooks.worker import delivery_loop
 
 log = structlog.get_logger(__name__)
 
-LOOPS = (expiry_loop, purge_loop, address_pool_loop, rates_loop)
+LOOPS = (expiry_loop, purge_loop, address_pool_loop, rates_loop, delivery_loop)
 
 
 async def run_workers(context: Context, stop: asyncio.Event) -> None:

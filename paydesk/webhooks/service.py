@@ -25,8 +25,9 @@ INVOICE_STATUS = "invoice.status"
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
-#: Wait before each retry (attempt n+1 waits SCHEDULE[n-1]), ±10 % jitter: 16 attempts
-#: over about 3 days 4 hours, then the delivery is dead (kept, retryable by hand).
+#: Wait before each retry (attempt n+1 waits SCHEDULE[n-1]), ±10 % jitter: 18 attempts
+#: over about 3 days 16 hours (never less than 3 days 7 hours), then the delivery is dead
+#: (kept, and retryable by hand).
 SCHEDULE = [
     timedelta(seconds=30),
     timedelta(minutes=1),
@@ -39,6 +40,8 @@ SCHEDULE = [
     timedelta(hours=2),
     timedelta(hours=4),
     timedelta(hours=8),
+    timedelta(hours=12),
+    timedelta(hours=12),
     timedelta(hours=12),
     timedelta(hours=12),
     timedelta(hours=12),

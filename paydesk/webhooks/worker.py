@@ -1,0 +1,102 @@
+"""The delivery worker: claim due deliveries, send them concurrently, record outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+
+from paydesk.background import sleep_or_stop
+from paydesk.context import Context
+from paydesk.db import utcnow
+from paydesk.webhooks import signing
+from paydesk.webhooks.models import WebhookEvent
+from paydesk.webhooks.sender import CallbackGuard, Outcome, WebhookSender
+from paydesk.webhooks.service import INVOICE_STATUS, Claimed, claim_due, finish
+
+log = structlog.get_logger(__name__)
+
+#: Pause when nothing was due.
+IDLE_SECONDS = 0.2
+
+
+def build_sender(context: Context) -> WebhookSender:
+    settings = context.settings
+    return WebhookSender(
+        CallbackGuard(settings.callback_allowlist),
+        timeout=settings.webhook_timeout_seconds,
+        max_response_bytes=settings.webhook_max_response_bytes,
+    )
+
+
+async def render(
+    context: Context, event: WebhookEvent, now: datetime
+) -> tuple[bytes, dict[str, str]]:
+    """The body in the event's dialect, signed, and the Standard Webhooks headers."""
+    credentials = await context.credentials.get(event.merchant_id)
+    if credentials is None:
+        raise LookupError(f"merchant {event.merchant_id} no longer exists")
+    if event.topic == INVOICE_STATUS:
+        from paydesk.api.cryptomus.webhooks import payment_payload, signed_body
+
+        body = signed_body(
+            payment_payload(event.payload, context.catalogue), credentials.payment_key
+        )
+    else:
+        raise LookupError(f"no renderer for {event.topic}")
+    headers = {}
+    if credentials.webhook_secrets:
+        headers = signing.headers(
+            credentials.webhook_secrets, str(event.uuid), int(now.timestamp()), body
+        )
+    return body, headers
+
+
+async def deliver_due(
+    context: Context,
+    sender: WebhookSender,
+    *,
+    limit: int = 200,
+    clock: Callable[[], datetime] = utcnow,
+) -> int:
+    """One round: the number of deliveries attempted. `clock` lets tests move time."""
+    async with context.db.transaction() as session:
+        claimed = await claim_due(session, clock(), limit)
+    if not claimed:
+        return 0
+    gate = asyncio.Semaphore(context.settings.webhook_concurrency)
+
+    async def attempt(item: Claimed) -> Outcome:
+        async with gate:
+            try:
+                body, headers = await render(context, item.event, clock())
+            except LookupError as exc:
+                return Outcome(None, 0, str(exc), None)
+            return await sender.send(item.url, body, headers)
+
+    outcomes = await asyncio.gather(*(attempt(item) for item in claimed))
+    async with context.db.transaction() as session:
+        now = clock()
+        for item, outcome in zip(claimed, outcomes, strict=True):
+            result = await finish(session, item, outcome, now)
+            if result == "dead":
+                log.warning("webhooks.dead", delivery=item.delivery_id, url=item.url,
+                            error=outcome.error or outcome.status_code)  # fmt: skip
+    return len(claimed)
+
+
+async def delivery_loop(context: Context, stop: asyncio.Event) -> None:
+    sender = build_sender(context)
+    try:
+        while not stop.is_set():
+            try:
+                sent = await deliver_due(context, sender)
+            except Exception:
+                log.exception("webhooks.round_failed")
+                sent = 0
+            if not sent:
+                await sleep_or_stop(stop, IDLE_SECONDS)
+    finally:
+        await sender.close()
