@@ -17,6 +17,7 @@ from paydesk.merchants.service import CredentialsCache
 from paydesk.rates.providers import REFERENCE_PROVIDERS, max_age_of, static_rates
 from paydesk.rates.service import RatesService
 from paydesk.vault import Vault, load_vault
+from paydesk.webhooks.sender import WebhookSender, build_sender
 
 
 @dataclass
@@ -32,8 +33,11 @@ class Context:
     invoices: InvoiceService
     deposits: DepositService
     balances: Balances
+    #: Sends the test webhooks an API request asks for (deliveries use the worker's own).
+    sender: WebhookSender
 
     async def close(self) -> None:
+        await self.sender.close()
         await self.db.dispose()
 
 
@@ -66,4 +70,5 @@ def build_context(settings: Settings) -> Context:
         invoices=invoices,
         deposits=DepositService(catalogue, invoices),
         balances=Balances(catalogue),
+        sender=build_sender(settings),
     )

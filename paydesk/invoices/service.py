@@ -28,6 +28,7 @@ from paydesk.chains.service import (
     release_values,
 )
 from paydesk.db import Database, StandaloneStatement, utcnow
+from paydesk.deposits.models import Deposit
 from paydesk.discounts.service import DiscountBook
 from paydesk.invoices import pricing
 from paydesk.invoices.models import Invoice
@@ -454,6 +455,28 @@ class InvoiceService:
             raise InvoiceNotFound(invoice_uuid or order_id)
         await self.expire_if_due(session, invoice, utcnow())
         return invoice
+
+    async def find_for_resend(
+        self,
+        session: AsyncSession,
+        merchant_id: uuid.UUID,
+        *,
+        invoice_uuid: uuid.UUID | None = None,
+        order_id: str | None = None,
+        txid: str | None = None,
+    ) -> Invoice | None:
+        """An invoice by uuid, order_id or the hash of a transaction that paid it."""
+        query = select(Invoice).where(Invoice.merchant_id == merchant_id)
+        if invoice_uuid is not None:
+            query = query.where(Invoice.uuid == invoice_uuid)
+        elif order_id is not None:
+            query = query.where(Invoice.order_id == order_id)
+        elif txid is not None:
+            paid_by = select(Deposit.invoice_id).where(Deposit.txid == txid)
+            query = query.where((Invoice.txid == txid) | Invoice.id.in_(paid_by))
+        else:
+            return None
+        return await session.scalar(query.limit(1))
 
     async def history(
         self,

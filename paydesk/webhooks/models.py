@@ -52,6 +52,9 @@ class WebhookDelivery(Base):
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
     subject_uuid: Mapped[uuid.UUID] = mapped_column(Uuid)
     url: Mapped[str] = mapped_column(String(255))
+    #: Why it exists: "event" (the change itself), "resend" (the merchant asked), "retry"
+    #: (the operator re-queued a dead one).
+    reason: Mapped[str] = mapped_column(String(16), default="event")
     #: pending, delivered, dead
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from paydesk.config import Settings
+
 #: Bytes of a receiver's answer kept in the attempt log.
 HEAD_BYTES = 300
 
@@ -124,3 +126,11 @@ class WebhookSender:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def build_sender(settings: Settings) -> WebhookSender:
+    return WebhookSender(
+        CallbackGuard(settings.callback_allowlist),
+        timeout=settings.webhook_timeout_seconds,
+        max_response_bytes=settings.webhook_max_response_bytes,
+    )

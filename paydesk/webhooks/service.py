@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -81,10 +81,11 @@ async def record(
 
 
 async def schedule(
-    session: AsyncSession, event: WebhookEvent, url: str, now: datetime
+    session: AsyncSession, event: WebhookEvent, url: str, now: datetime, reason: str = "event"
 ) -> WebhookDelivery:
     """A new delivery of `event` (also used by resend and by the operator's retry)."""
     delivery = WebhookDelivery(
+        reason=reason,
         event_id=event.id,
         merchant_id=event.merchant_id,
         subject_uuid=event.subject_uuid,
@@ -186,6 +187,49 @@ async def finish(
     )
     await session.flush()
     return str(values.get("status", PENDING))
+
+
+#: Resends a merchant may ask for per invoice (spec 3.5).
+MAX_RESENDS = 10
+
+
+class NothingToResend(LookupError):
+    """The subject never had a webhook address, or no event yet."""
+
+
+class TooManyResends(Exception):
+    pass
+
+
+async def resend_latest(
+    session: AsyncSession, subject_uuid: uuid.UUID, now: datetime
+) -> WebhookDelivery:
+    """Deliver the subject's latest event again, to the address it was meant for."""
+    event = await session.scalar(
+        select(WebhookEvent)
+        .where(WebhookEvent.subject_uuid == subject_uuid, WebhookEvent.url.is_not(None))
+        .order_by(WebhookEvent.id.desc())
+        .limit(1)
+    )
+    if event is None or event.url is None:
+        raise NothingToResend(str(subject_uuid))
+    resent = await session.scalar(
+        select(func.count())
+        .select_from(WebhookDelivery)
+        .where(WebhookDelivery.subject_uuid == subject_uuid, WebhookDelivery.reason == "resend")
+    )
+    if (resent or 0) >= MAX_RESENDS:
+        raise TooManyResends(str(subject_uuid))
+    return await schedule(session, event, event.url, now, reason="resend")
+
+
+async def retry_dead(session: AsyncSession, delivery_id: int, now: datetime) -> WebhookDelivery:
+    """The operator's retry: a fresh delivery of the same event to the same address."""
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    if delivery is None:
+        raise LookupError(f"no delivery {delivery_id}")
+    event = await session.get_one(WebhookEvent, delivery.event_id)
+    return await schedule(session, event, delivery.url, now, reason="retry")
 
 
 def _error_text(outcome: Outcome) -> str:

@@ -13,22 +13,13 @@ from paydesk.context import Context
 from paydesk.db import utcnow
 from paydesk.webhooks import signing
 from paydesk.webhooks.models import WebhookEvent
-from paydesk.webhooks.sender import CallbackGuard, Outcome, WebhookSender
+from paydesk.webhooks.sender import Outcome, WebhookSender, build_sender
 from paydesk.webhooks.service import INVOICE_STATUS, Claimed, claim_due, finish
 
 log = structlog.get_logger(__name__)
 
 #: Pause when nothing was due.
 IDLE_SECONDS = 0.2
-
-
-def build_sender(context: Context) -> WebhookSender:
-    settings = context.settings
-    return WebhookSender(
-        CallbackGuard(settings.callback_allowlist),
-        timeout=settings.webhook_timeout_seconds,
-        max_response_bytes=settings.webhook_max_response_bytes,
-    )
 
 
 async def render(
@@ -88,7 +79,7 @@ async def deliver_due(
 
 
 async def delivery_loop(context: Context, stop: asyncio.Event) -> None:
-    sender = build_sender(context)
+    sender = build_sender(context.settings)
     try:
         while not stop.is_set():
             try:

@@ -16,8 +16,9 @@ from paydesk.invoices.models import Invoice
 from paydesk.merchants.service import webhook_secrets
 from paydesk.webhooks import signing
 from paydesk.webhooks.models import WebhookAttempt, WebhookDelivery
+from paydesk.webhooks.sender import build_sender
 from paydesk.webhooks.service import MAX_ATTEMPTS, SCHEDULE
-from paydesk.webhooks.worker import build_sender, deliver_due
+from paydesk.webhooks.worker import deliver_due
 
 
 class Clock:
@@ -33,7 +34,7 @@ class Clock:
 
 @pytest.fixture
 async def sender(context):
-    sender = build_sender(context)
+    sender = build_sender(context.settings)
     yield sender
     await sender.close()
 

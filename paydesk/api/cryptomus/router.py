@@ -3,6 +3,7 @@ wraps the result; the logic lives in the services."""
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -38,18 +39,34 @@ from paydesk.api.cryptomus.schemas import (
     EmptyRequest,
     HistoryRequest,
     InvoiceLookupRequest,
+    PayoutTestWebhookRequest,
+    ResendRequest,
+    TestWebhookRequest,
     TransferRequest,
 )
 from paydesk.api.cryptomus.validation import validate
+from paydesk.api.cryptomus.webhooks import (
+    payment_payload,
+    payout_payload,
+    signed_body,
+    test_payment_snapshot,
+)
 from paydesk.api.idempotent import has_idempotency_key, run_idempotent
 from paydesk.context import Context
+from paydesk.db import utcnow
 from paydesk.discounts import service as discounts
 from paydesk.invoices.schemas import HistoryFilter
+from paydesk.invoices.service import snapshot as invoice_snapshot
+from paydesk.invoices.status import InvoiceStatus, is_final
 from paydesk.ledger.balances import CurrencyNotServed, Wallet
 from paydesk.merchants.service import KeyKind
 from paydesk.money import MONEY, fixed
+from paydesk.webhooks import service as webhooks
+from paydesk.webhooks import signing
 
 PER_PAGE = 15
+#: Invoices whose webhook can be resent (spec 3.5).
+RESENDABLE = {InvoiceStatus.PAID, InvoiceStatus.PAID_OVER, InvoiceStatus.WRONG_AMOUNT}
 
 openapi.security_scheme(
     "merchant",
@@ -338,3 +355,107 @@ async def transfer_to_personal(request: Request) -> Response:
 )
 async def transfer_to_business(request: Request) -> Response:
     return await _transfer(request, to_personal=False)
+
+
+@router.post(
+    "/v1/payment/resend",
+    summary="Resend an invoice's webhook",
+    description="The latest webhook of a settled invoice (paid, paid_over, wrong_amount) "
+    "again, to its `url_callback`; at most 10 times per invoice.",
+    **_doc(ResendRequest, list[Any]),
+)
+@router.post("/v2/payment/resend", include_in_schema=False)
+async def resend_webhook(request: Request) -> Response:
+    context = _context(request)
+    signed = await _signed(request, KeyKind.PAYMENT, read_only=False)
+    lookup = validate(ResendRequest, signed.data)
+    async with context.db.transaction() as session:
+        invoice = await context.invoices.find_for_resend(
+            session, signed.merchant_id, invoice_uuid=lookup.uuid, order_id=lookup.order_id,
+            txid=lookup.txid,
+        )  # fmt: skip
+        if invoice is None:
+            raise CryptomusError("Payment not found")
+        if invoice.status not in RESENDABLE or not invoice.url_callback:
+            raise CryptomusError("Notification not found")
+        try:
+            await webhooks.resend_latest(session, invoice.uuid, utcnow())
+        except webhooks.NothingToResend:
+            raise CryptomusError("Notification not found") from None
+        except webhooks.TooManyResends:
+            raise CryptomusError("Too much resend") from None
+    return ok([])
+
+
+async def _test_webhook(request: Request, kind: str) -> Response:
+    """Send one synthetic, correctly signed webhook now; nothing is stored."""
+    context = _context(request)
+    payout = kind == "payout"
+    signed = await _signed(request, KeyKind.PAYOUT if payout else KeyKind.PAYMENT, read_only=True)
+    body = validate(PayoutTestWebhookRequest if payout else TestWebhookRequest, signed.data)
+    service = context.catalogue.service(body.currency, body.network)
+    if service is None:
+        raise CryptomusError("Payout service not found" if payout else "Payment service not found")
+    status = (body.status or "paid").lower()
+    final = is_final(status)
+    referenced = body.uuid is not None or body.order_id is not None
+    if payout:
+        if referenced:
+            raise CryptomusError("Not found payout")  # payouts come with their own issue
+        payload = payout_payload(service.currency, service.network, status, final=final,
+                                 catalogue=context.catalogue)  # fmt: skip
+    elif kind == "wallet":
+        if referenced:
+            raise CryptomusError("Not found wallet")  # static wallets come with their own issue
+        snapshot = test_payment_snapshot(service.currency, service.network, status, final=final)
+        payload = payment_payload(snapshot, context.catalogue, kind="wallet",
+                                  wallet_address_uuid=str(uuid.uuid4()))  # fmt: skip
+    else:
+        if referenced:
+            async with context.db.reader() as session:
+                invoice = await context.invoices.find_for_resend(
+                    session, signed.merchant_id, invoice_uuid=body.uuid, order_id=body.order_id
+                )
+            if invoice is None:
+                raise CryptomusError("Not found payment")
+            snapshot = {**invoice_snapshot(invoice), "status": status, "is_final": final}
+        else:
+            snapshot = test_payment_snapshot(service.currency, service.network, status, final=final)
+        payload = payment_payload(snapshot, context.catalogue)
+    key = signed.credentials.payout_key if payout else signed.credentials.payment_key
+    content = signed_body(payload, key)
+    headers = {}
+    if signed.credentials.webhook_secrets:
+        headers = signing.headers(signed.credentials.webhook_secrets, f"test_{uuid.uuid4()}",
+                                  int(utcnow().timestamp()), content)  # fmt: skip
+    await context.sender.send(body.url_callback, content, headers)
+    return ok([])
+
+
+@router.post(
+    "/v1/test-webhook/payment",
+    summary="Send a test payment webhook",
+    description="Of a named invoice (with the given status) or a made-up one.",
+    **_doc(TestWebhookRequest, list[Any]),
+)
+async def test_webhook_payment(request: Request) -> Response:
+    return await _test_webhook(request, "payment")
+
+
+@router.post(
+    "/v1/test-webhook/wallet",
+    summary="Send a test static-wallet webhook",
+    **_doc(TestWebhookRequest, list[Any]),
+)
+async def test_webhook_wallet(request: Request) -> Response:
+    return await _test_webhook(request, "wallet")
+
+
+@router.post(
+    "/v1/test-webhook/payout",
+    summary="Send a test payout webhook",
+    description="Signed with the payout key.",
+    **_doc(PayoutTestWebhookRequest, list[Any]),
+)
+async def test_webhook_payout(request: Request) -> Response:
+    return await _test_webhook(request, "payout")

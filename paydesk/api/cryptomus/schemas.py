@@ -40,6 +40,7 @@ AccuracyPercent = numeric_type(minimum=Decimal(0), maximum=Decimal(5))
 DiscountPercent = integer_type(-99, 100)
 CourseSource = string_type(min_length=4, max_length=20, one_of=COURSE_SOURCES)
 Cursor = string_type(max_length=2048, numbers_as_text=True)
+Txid = string_type(min_length=1, max_length=128)
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}:\d{2}$")
 
@@ -123,6 +124,42 @@ class CreateInvoiceRequest(RequestModel):
             discount_percent=self.discount_percent,
             is_refresh=bool(self.is_refresh),
         )
+
+
+class ResendRequest(RequestModel):
+    """`POST /v1/payment/resend` (and `/v2/…`, which some clients call with a `txid`)."""
+
+    required_without = ("uuid", "order_id", "txid")
+
+    uuid: UuidText | None = None
+    order_id: OrderId | None = None
+    txid: Txid | None = None
+
+
+PAYMENT_TEST_STATUSES = (
+    "process", "check", "paid", "paid_over", "fail", "wrong_amount", "cancel", "system_fail",
+    "refund_process", "refund_fail", "refund_paid",
+)  # fmt: skip
+PAYOUT_TEST_STATUSES = ("process", "check", "paid", "fail", "cancel", "system_fail")
+TestCallbackUrl = string_type(min_length=6, max_length=150, url=True)
+TestOrderId = string_type(min_length=1, max_length=32, alpha_dash=True, numbers_as_text=True)
+PaymentTestStatus = string_type(one_of=PAYMENT_TEST_STATUSES)
+PayoutTestStatus = string_type(one_of=PAYOUT_TEST_STATUSES)
+
+
+class TestWebhookRequest(RequestModel):
+    """`POST /v1/test-webhook/payment|wallet|payout`."""
+
+    url_callback: TestCallbackUrl
+    currency: CurrencyCode
+    network: NetworkCode
+    uuid: UuidText | None = None
+    order_id: TestOrderId | None = None
+    status: PaymentTestStatus | None = None
+
+
+class PayoutTestWebhookRequest(TestWebhookRequest):
+    status: PayoutTestStatus | None = None  # type: ignore[assignment]
 
 
 class TransferRequest(RequestModel):

@@ -9,6 +9,8 @@ bytes signed plus the trailing `sign` member.
 from __future__ import annotations
 
 import json
+import secrets
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -35,8 +37,14 @@ def signed_body(payload: dict[str, Any], key: str) -> bytes:
     return unsigned[:-1] + b',"sign":"' + signature.encode() + b'"}'
 
 
-def payment_payload(snapshot: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]:
-    """Spec 5.2 from an invoice event's snapshot, in the documented order."""
+def payment_payload(
+    snapshot: dict[str, Any],
+    catalogue: Catalogue,
+    *,
+    kind: str = "payment",
+    wallet_address_uuid: str | None = None,
+) -> dict[str, Any]:
+    """Spec 5.2 from an invoice (or wallet payment) snapshot, in the documented order."""
 
     def amount(field: str, currency: str | None) -> str | None:
         value = snapshot.get(field)
@@ -47,7 +55,7 @@ def payment_payload(snapshot: dict[str, Any], catalogue: Catalogue) -> dict[str,
 
     payer = snapshot.get("payer_currency")
     payload: dict[str, Any] = {
-        "type": "payment",
+        "type": kind,
         "uuid": snapshot["uuid"],
         "order_id": snapshot["order_id"],
         "amount": amount("amount", snapshot["currency"]),
@@ -58,7 +66,7 @@ def payment_payload(snapshot: dict[str, Any], catalogue: Catalogue) -> dict[str,
         "is_final": bool(snapshot["is_final"]),
         "status": snapshot["status"],
         "from": snapshot.get("from"),
-        "wallet_address_uuid": None,
+        "wallet_address_uuid": wallet_address_uuid,
         "network": snapshot.get("network"),
         "currency": snapshot["currency"],
         "payer_currency": payer,
@@ -69,4 +77,54 @@ def payment_payload(snapshot: dict[str, Any], catalogue: Catalogue) -> dict[str,
     }
     if snapshot.get("txid"):
         payload["txid"] = snapshot["txid"]
+    return payload
+
+
+def test_payment_snapshot(
+    currency: str, network: str, status: str, *, final: bool
+) -> dict[str, Any]:
+    """A made-up paid invoice for `test-webhook/payment|wallet` when none is named."""
+    amount = "10"
+    return {
+        "uuid": str(uuid.uuid4()),
+        "order_id": "test_" + secrets.token_hex(8),
+        "status": status,
+        "is_final": final,
+        "amount": amount,
+        "currency": currency,
+        "payer_amount": amount,
+        "payer_currency": currency,
+        "payer_amount_exchange_rate": "1",
+        "payment_amount": amount,
+        "payment_amount_usd": None,
+        "merchant_amount": amount,
+        "commission": "0",
+        "network": network,
+        "from": None,
+        "txid": secrets.token_hex(32),
+        "additional_data": None,
+    }
+
+
+def payout_payload(
+    currency: str, network: str, status: str, *, final: bool, catalogue: Catalogue
+) -> dict[str, Any]:
+    """Spec 5.3 for a made-up payout (`test-webhook/payout`)."""
+    amount = fixed(Decimal(10), catalogue.precision(currency))
+    payload: dict[str, Any] = {
+        "type": "payout",
+        "uuid": str(uuid.uuid4()),
+        "order_id": "test_" + secrets.token_hex(8),
+        "amount": amount,
+        "merchant_amount": amount,
+        "commission": fixed(Decimal(0), catalogue.precision(currency)),
+        "is_final": final,
+        "status": status,
+    }
+    if status != "fail":
+        payload["txid"] = secrets.token_hex(32)
+    payload.update(
+        {"currency": currency, "network": network, "payer_currency": currency,
+         "payer_amount": amount}
+    )  # fmt: skip
     return payload

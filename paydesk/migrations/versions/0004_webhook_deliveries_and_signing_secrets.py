@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("merchant_id", sa.Uuid(), nullable=False),
         sa.Column("subject_uuid", sa.Uuid(), nullable=False),
         sa.Column("url", sa.String(length=255), nullable=False),
+        sa.Column("reason", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", paydesk.db.UTCDateTime(timezone=True), nullable=False),
