@@ -18,6 +18,7 @@ from paydesk import __version__, migrations
 from paydesk.app import SchemaOutOfDate, prepare_schema
 from paydesk.config import Settings
 from paydesk.context import Context, build_context
+from paydesk.db import ensure_sqlite_dir
 from paydesk.logs import configure_logging
 from paydesk.merchants import service as merchants
 from paydesk.merchants.service import KeyKind, MerchantError
@@ -49,6 +50,12 @@ ledger_app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(ledger_app, name="ledger")
+webhooks_app = typer.Typer(
+    help="Webhook deliveries: what was sent, what failed, sending again.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(webhooks_app, name="webhooks")
 
 console = Console()
 errors = Console(stderr=True)
@@ -90,6 +97,8 @@ def migrate() -> None:
     """Bring the database schema up to date (Alembic)."""
     settings = _settings()
     url = settings.resolved_database_url
+    if settings.is_sqlite:
+        ensure_sqlite_dir(url)  # a fresh data directory
     with console.status("Applying migrations…"):
         before = migrations.current_revision_sync(url)
         migrations.upgrade(url)
@@ -138,7 +147,8 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Run the background loops (invoice expiry, key purging) until interrupted."""
+    """Run the background loops until interrupted: webhook delivery, invoice expiry,
+    address pools, rates, key purging."""
     from paydesk.worker import run_workers
 
     async def work(context: Context) -> None:
@@ -211,11 +221,7 @@ def merchant_rotate_key(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Replace a merchant's payment or payout key; the old key stops working."""
-    try:
-        merchant_id = uuid.UUID(merchant)
-    except ValueError:
-        errors.print(f"[red]error:[/red] not a merchant uuid: {merchant}")
-        raise typer.Exit(1) from None
+    merchant_id = _merchant_id(merchant)
 
     async def work(context: Context) -> str:
         async with context.db.transaction() as session:
@@ -356,3 +362,107 @@ def ledger_check() -> None:
     if report.more:
         console.print(f"… and {report.more} more violations")
     raise typer.Exit(1)
+
+
+@merchant_app.command("webhook-secret")
+def merchant_webhook_secret(
+    merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Add a new secret; the previous one stays valid.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show (or rotate) the secrets of the Standard Webhooks signature (newest first)."""
+    merchant_id = _merchant_id(merchant)
+
+    async def work(context: Context) -> tuple[str, ...]:
+        async with context.db.transaction() as session:
+            return await merchants.webhook_secrets(
+                session, context.vault, merchant_id, rotate=rotate
+            )
+
+    try:
+        secrets_ = _with_context(work)
+    except MerchantError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps({"merchant": merchant, "webhook_secrets": list(secrets_)}))
+        return
+    for number, secret in enumerate(secrets_):
+        console.print(f"{'current ' if number == 0 else 'previous'}  {secret}")
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only dead deliveries and those being retried.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Newest first, at most this many.")] = 50,
+) -> None:
+    """List webhook deliveries with their attempts and last error."""
+    from sqlalchemy import select
+
+    from paydesk.webhooks.models import WebhookDelivery, WebhookEvent
+
+    async def work(context: Context) -> list[tuple[WebhookDelivery, WebhookEvent]]:
+        query = (
+            select(WebhookDelivery, WebhookEvent)
+            .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(limit)
+        )
+        if failed:
+            query = query.where(
+                (WebhookDelivery.status == "dead")
+                | ((WebhookDelivery.status == "pending") & (WebhookDelivery.attempts > 0))
+            )
+        async with context.db.reader() as session:
+            return [(d, e) for d, e in (await session.execute(query)).all()]
+
+    table = Table("id", "status", "tries", "event", "subject", "url", "last error / delivered")
+    for delivery, event in _with_context(work):
+        status = {"delivered": "green", "dead": "red"}.get(delivery.status, "yellow")
+        detail = (
+            delivery.delivered_at.strftime("%Y-%m-%d %H:%M:%S")
+            if delivery.delivered_at
+            else (delivery.last_error or "")
+        )
+        table.add_row(
+            str(delivery.id),
+            f"[{status}]{delivery.status}[/{status}]",
+            str(delivery.attempts),
+            f"{event.topic} {event.payload.get('status', '')}",
+            str(event.subject_uuid),
+            delivery.url,
+            detail,
+        )
+    console.print(table)
+
+
+@webhooks_app.command("retry")
+def webhooks_retry(
+    delivery: Annotated[int, typer.Argument(help="Delivery id (from `webhooks list`).")],
+) -> None:
+    """Send a delivery's event again (a new delivery, attempted at once by the worker)."""
+    from paydesk.db import utcnow
+    from paydesk.webhooks.service import retry_dead
+
+    async def work(context: Context) -> int:
+        async with context.db.transaction() as session:
+            return (await retry_dead(session, delivery, utcnow())).id
+
+    try:
+        new_id = _with_context(work)
+    except LookupError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"queued as delivery {new_id}")
+
+
+def _merchant_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        errors.print(f"[red]error:[/red] not a merchant uuid: {text}")
+        raise typer.Exit(1) from None

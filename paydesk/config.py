@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     webhook_max_response_bytes: int = Field(
         default=65536, gt=0, description="Read at most this much of a receiver's answer."
     )
+    webhook_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a worker holds a delivery it is sending; after a crash the "
+        "delivery is attempted again once this has passed.",
+    )
     webhook_concurrency: int = Field(
         default=64, ge=1, description="Deliveries one worker process sends at once."
     )

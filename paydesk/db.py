@@ -119,7 +119,7 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
-            _ensure_sqlite_dir(url)
+            ensure_sqlite_dir(url)
             kwargs["connect_args"] = {"timeout": 30}
         else:
             # A fixed pool: overflow connections are opened and closed per burst, which
@@ -222,7 +222,8 @@ class StandaloneStatement:
         return args
 
 
-def _ensure_sqlite_dir(url: str) -> None:
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the directory of a SQLite database file (a fresh data dir)."""
     path = url.split(":///", 1)[-1]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)

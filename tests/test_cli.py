@@ -100,3 +100,12 @@ def test_postgres_migrate_and_serve_refusal(postgres_available, tmp_path: Path):
 
 def test_console_script_is_installed():
     assert Path(PAYDESK).exists()
+
+
+def test_migrate_on_a_fresh_data_dir(env, tmp_path: Path):
+    done = run_cli("migrate", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "migrated from empty" in done.stdout
+    assert (tmp_path / "data" / "paydesk.db").exists()
+    again = run_cli("migrate", env=env)
+    assert "already at revision" in again.stdout

@@ -12,6 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from paydesk.db import ensure_sqlite_dir
+
 SCRIPT_LOCATION = str(Path(__file__).parent)
 
 
@@ -28,6 +30,8 @@ def head_revision() -> str | None:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations (blocking; Alembic drives its own event loop for async URLs)."""
+    if url.startswith("sqlite"):
+        ensure_sqlite_dir(url)
     command.upgrade(alembic_config(url), revision)
 
 

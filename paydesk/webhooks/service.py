@@ -49,8 +49,6 @@ SCHEDULE = [
 ]
 MAX_ATTEMPTS = len(SCHEDULE) + 1
 JITTER = 0.1
-#: How long a worker may hold a delivery it is sending (well above the HTTP timeout).
-LEASE = timedelta(seconds=60)
 
 
 async def record(
@@ -109,9 +107,13 @@ class Claimed:
     event: WebhookEvent
 
 
-async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
-    """Lease up to `limit` due deliveries. A delivery waits while an earlier one of the
-    same subject is pending, so a receiver sees an invoice's statuses in order.
+async def claim_due(
+    session: AsyncSession, now: datetime, limit: int, lease: timedelta
+) -> list[Claimed]:
+    """Lease up to `limit` due deliveries for `lease` (well above the HTTP timeout).
+
+    A delivery waits while an earlier one of the same subject is pending, so a receiver
+    sees an invoice's statuses in order.
     `SKIP LOCKED` lets several workers claim at once on PostgreSQL without waiting for
     or taking each other's rows; SQLite's write lock serialises claims."""
     earlier = aliased(WebhookDelivery)
@@ -142,7 +144,7 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Cl
     await session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id.in_(ids))
-        .values(leased_until=now + LEASE, lease_token=token)
+        .values(leased_until=now + lease, lease_token=token)
     )
     found = await session.execute(
         select(WebhookDelivery, WebhookEvent)

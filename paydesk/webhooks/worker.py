@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -54,7 +54,8 @@ async def deliver_due(
 ) -> int:
     """One round: the number of deliveries attempted. `clock` lets tests move time."""
     async with context.db.transaction() as session:
-        claimed = await claim_due(session, clock(), limit)
+        lease = timedelta(seconds=context.settings.webhook_lease_seconds)
+        claimed = await claim_due(session, clock(), limit, lease)
     if not claimed:
         return 0
     gate = asyncio.Semaphore(context.settings.webhook_concurrency)

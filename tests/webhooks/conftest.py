@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +26,12 @@ class Receiver:
     #: Status codes to answer with, in turn; 200 once they run out.
     answers: list[int] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    #: Seconds each answer takes (to catch a worker mid-batch).
+    delay: float = 0.0
+    #: webhook-id values being answered right now, and any id seen twice at once.
+    in_flight: set[str] = field(default_factory=set)
+    overlaps: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -37,17 +45,27 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                receiver.received.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                )
+                message = self.headers.get("webhook-id", "")
+                with receiver._lock:
+                    if message in receiver.in_flight:
+                        receiver.overlaps.append(message)
+                    receiver.in_flight.add(message)
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                with receiver._lock:
+                    receiver.in_flight.discard(message)
+                    receiver.received.append(
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                 status = receiver.answers.pop(0) if receiver.answers else 200
                 answer = b"OK" if status < 300 else b"receiver says no"
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", f"http://127.0.0.1:{receiver.port}/moved")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                with contextlib.suppress(OSError):  # the sender may be gone (killed)
+                    self.send_response(status)
+                    if 300 <= status < 400:
+                        self.send_header("Location", f"http://127.0.0.1:{receiver.port}/moved")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -1,0 +1,182 @@
+"""`paydesk worker` as operators run it: killed mid-batch, restarted, two at once; and
+the webhook commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from paydesk.config import Settings
+from paydesk.context import build_context
+from paydesk.webhooks import service as webhooks
+from paydesk.webhooks.models import WebhookDelivery
+from tests.conftest import create_pg_database, drop_pg_database, worker_id
+from tests.live import PAYDESK, paydesk_env, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def environment(request, tmp_path: Path, postgres_available):
+    url = None
+    name = f"paydesk_workers_{worker_id()}"
+    if request.param == "postgresql":
+        if not postgres_available:
+            pytest.skip("PostgreSQL is not reachable")
+        url = create_pg_database(name)
+    env = paydesk_env(
+        tmp_path / "data",
+        url,
+        PAYDESK_CALLBACK_ALLOWLIST="127.0.0.0/8",
+        PAYDESK_WEBHOOK_LEASE_SECONDS="3",  # a killed worker's deliveries come back soon
+        COLUMNS="300",  # tables at full width
+    )
+    assert run_cli("migrate", env=env).returncode == 0
+    yield env
+    if url:
+        drop_pg_database(name)
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    values = {k.removeprefix("PAYDESK_").lower(): v for k, v in env.items()
+              if k.startswith("PAYDESK_")}  # fmt: skip
+    return Settings(**values)
+
+
+def record_events(env, merchant: str, url: str, subjects: int, per_subject: int) -> list[str]:
+    """Events as invoices would record them; returns their uuids in order."""
+
+    async def work() -> list[str]:
+        context = build_context(settings_of(env))
+        ids = []
+        try:
+            for n in range(per_subject):
+                async with context.db.transaction() as session:
+                    for s in range(subjects):
+                        event = await webhooks.record(
+                            session,
+                            merchant_id=uuid.UUID(merchant),
+                            topic=webhooks.INVOICE_STATUS,
+                            subject_uuid=uuid.UUID(int=s + 1),
+                            url=url,
+                            payload={"uuid": str(uuid.UUID(int=s + 1)), "order_id": f"o{s}",
+                                     "status": ["check", "paid"][n % 2], "is_final": n % 2 == 1,
+                                     "amount": "1", "currency": "USDT"},
+                        )  # fmt: skip
+                        ids.append(str(event.uuid))
+        finally:
+            await context.close()
+        return ids
+
+    return asyncio.run(work())
+
+
+def statuses(env) -> list[str]:
+    async def work() -> list[str]:
+        context = build_context(settings_of(env))
+        try:
+            async with context.db.reader() as session:
+                return list(await session.scalars(select(WebhookDelivery.status)))
+        finally:
+            await context.close()
+
+    return asyncio.run(work())
+
+
+def start_worker(env) -> subprocess.Popen:
+    return subprocess.Popen([PAYDESK, "worker"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def wait_for(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def new_merchant(env) -> dict[str, str]:
+    done = run_cli("merchant", "create", "--name", "S", "--email", "s@x.test", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_killed_worker_loses_nothing(environment, receiver):
+    merchant = new_merchant(environment)
+    events = record_events(environment, merchant["merchant"], receiver.url, 20, 2)
+    receiver.delay = 0.15
+    first = start_worker(environment)
+    try:
+        wait_for(lambda: len(receiver.received) >= 3 or bool(receiver.in_flight))
+        os.kill(first.pid, signal.SIGKILL)  # mid-batch: requests in flight, outcomes unwritten
+        first.wait(timeout=10)
+        receiver.delay = 0.0
+        second = start_worker(environment)
+        try:
+            wait_for(lambda: {r.headers["webhook-id"] for r in receiver.received} >= set(events))
+            wait_for(lambda: set(statuses(environment)) == {"delivered"}, timeout=30)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=15) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    # Each subject's events arrived in order (the first arrival of each event).
+    first_seen: list[str] = []
+    for request in receiver.received:
+        if request.headers["webhook-id"] not in first_seen:
+            first_seen.append(request.headers["webhook-id"])
+    for subject in range(20):
+        earlier, later = events[subject], events[20 + subject]
+        assert first_seen.index(earlier) < first_seen.index(later)
+
+
+def test_two_workers_never_send_one_delivery_at_once(environment, receiver):
+    merchant = new_merchant(environment)
+    events = record_events(environment, merchant["merchant"], receiver.url, 150, 1)
+    receiver.delay = 0.01
+    workers = [start_worker(environment), start_worker(environment)]
+    try:
+        wait_for(lambda: set(statuses(environment)) == {"delivered"})
+    finally:
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        for process in workers:
+            assert process.wait(timeout=15) == 0
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert receiver.overlaps == []
+    assert sorted(ids) == sorted(events)  # each exactly once
+
+
+def test_webhook_commands(environment, receiver):
+    merchant = new_merchant(environment)
+    shown = run_cli("merchant", "webhook-secret", merchant["merchant"], "--json", env=environment)
+    [secret] = json.loads(shown.stdout)["webhook_secrets"]
+    assert secret.startswith("whsec_")
+    rotated = run_cli("merchant", "webhook-secret", merchant["merchant"], "--rotate", "--json",
+                      env=environment)  # fmt: skip
+    assert json.loads(rotated.stdout)["webhook_secrets"][1] == secret
+
+    record_events(environment, merchant["merchant"], "http://10.255.255.1/ipn", 1, 1)
+    worker = start_worker(environment)
+    try:
+        wait_for(lambda: "refused" in run_cli("webhooks", "list", "--failed",
+                                              env=environment).stdout)  # fmt: skip
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=15)
+    listed = run_cli("webhooks", "list", env=environment)
+    assert "pending" in listed.stdout and "10.255.255.1" in listed.stdout
+    retried = run_cli("webhooks", "retry", "1", env=environment)
+    assert retried.returncode == 0 and "queued as delivery 2" in retried.stdout
+    assert run_cli("webhooks", "retry", "99", env=environment).returncode == 1
