@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 import json
@@ -186,16 +187,29 @@ class CredentialsCache:
         self._cache: TTLCache[uuid.UUID, MerchantCredentials | None] = TTLCache(
             maxsize=size, ttl=ttl_seconds
         )
+        self._loading: dict[uuid.UUID, asyncio.Lock] = {}
 
     async def get(self, merchant_id: uuid.UUID) -> MerchantCredentials | None:
         try:
             return self._cache[merchant_id]
         except KeyError:
             pass
-        async with self._db.reader() as session:
-            credentials = await load_credentials(session, self._vault, merchant_id)
-        self._cache[merchant_id] = credentials
-        return credentials
+        # One load per merchant at a time: a burst of requests (or a batch of webhook
+        # deliveries) for a merchant whose entry just expired waits for a single load.
+        lock = self._loading.setdefault(merchant_id, asyncio.Lock())
+        try:
+            async with lock:
+                try:
+                    return self._cache[merchant_id]
+                except KeyError:
+                    pass
+                async with self._db.reader() as session:
+                    credentials = await load_credentials(session, self._vault, merchant_id)
+                self._cache[merchant_id] = credentials
+                return credentials
+        finally:
+            if not lock.locked() and self._loading.get(merchant_id) is lock:
+                del self._loading[merchant_id]
 
     def invalidate(self, merchant_id: uuid.UUID) -> None:
         self._cache.pop(merchant_id, None)

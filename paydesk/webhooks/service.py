@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -156,39 +156,77 @@ async def claim_due(
 
 
 async def finish(
-    session: AsyncSession, claimed: Claimed, outcome: Outcome, now: datetime
-) -> str | None:
-    """Log the attempt and settle or reschedule the delivery; None when the lease was
-    lost (another worker owns the delivery now and this outcome is not recorded)."""
-    attempts = claimed.attempts + 1
-    if outcome.delivered:
-        values: dict[str, Any] = {"status": DELIVERED, "delivered_at": now, "last_error": None}
-    elif attempts >= MAX_ATTEMPTS:
-        values = {"status": DEAD, "last_error": _error_text(outcome)}
-    else:
-        wait = SCHEDULE[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)
-        values = {"next_attempt_at": now + wait, "last_error": _error_text(outcome)}
-    updated = await session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == claimed.delivery_id, WebhookDelivery.lease_token == claimed.token
-        )
-        .values(attempts=attempts, leased_until=None, lease_token=None, **values)
-    )
-    if updated.rowcount == 0:
-        return None
-    session.add(
-        WebhookAttempt(
-            delivery_id=claimed.delivery_id,
-            attempted_at=now,
-            status_code=outcome.status_code,
-            latency_ms=outcome.latency_ms,
-            error=outcome.error,
-            response_head=outcome.response_head,
+    session: AsyncSession, results: list[tuple[Claimed, Outcome]], now: datetime
+) -> dict[int, str]:
+    """Log the attempts and settle or reschedule their deliveries, in three statements
+    for the whole batch. Returns each recorded delivery's new status; a delivery whose
+    lease was lost (another worker holds it now) is left out and its outcome dropped."""
+    if not results:
+        return {}
+    held = set(
+        await session.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.id.in_([claimed.delivery_id for claimed, _ in results]),
+                WebhookDelivery.lease_token.in_({claimed.token for claimed, _ in results}),
+            )
+            .with_for_update()
         )
     )
-    await session.flush()
-    return str(values.get("status", PENDING))
+    changes, attempts, statuses = [], [], {}
+    for claimed, outcome in results:
+        if claimed.delivery_id not in held:
+            continue
+        tries = claimed.attempts + 1
+        change: dict[str, Any] = {
+            "row": claimed.delivery_id,
+            "attempts": tries,
+            "status": PENDING,
+            "delivered_at": None,
+            "next_attempt_at": now,
+            "last_error": None,
+        }
+        if outcome.delivered:
+            change.update(status=DELIVERED, delivered_at=now)
+        elif tries >= MAX_ATTEMPTS:
+            change.update(status=DEAD, last_error=_error_text(outcome))
+        else:
+            wait = SCHEDULE[tries - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+            change.update(next_attempt_at=now + wait, last_error=_error_text(outcome))
+        changes.append(change)
+        statuses[claimed.delivery_id] = change["status"]
+        attempts.append(
+            {
+                "delivery_id": claimed.delivery_id,
+                "attempted_at": now,
+                "status_code": outcome.status_code,
+                "latency_ms": outcome.latency_ms,
+                "error": outcome.error,
+                "response_head": outcome.response_head,
+            }
+        )
+    if changes:
+        connection = await session.connection()
+        await connection.execute(_SETTLE, changes)
+        await connection.execute(insert(WebhookAttempt), attempts)
+    return statuses
+
+
+_deliveries = WebhookDelivery.__table__
+#: Built once; executed for a whole batch of outcomes at a time.
+_SETTLE = (
+    update(_deliveries)
+    .where(_deliveries.c.id == bindparam("row"))
+    .values(
+        attempts=bindparam("attempts"),
+        status=bindparam("status"),
+        delivered_at=bindparam("delivered_at"),
+        next_attempt_at=bindparam("next_attempt_at"),
+        last_error=bindparam("last_error"),
+        leased_until=None,
+        lease_token=None,
+    )
+)
 
 
 #: Resends a merchant may ask for per invoice (spec 3.5).

@@ -69,13 +69,13 @@ async def deliver_due(
             return await sender.send(item.url, body, headers)
 
     outcomes = await asyncio.gather(*(attempt(item) for item in claimed))
+    results = list(zip(claimed, outcomes, strict=True))
     async with context.db.transaction() as session:
-        now = clock()
-        for item, outcome in zip(claimed, outcomes, strict=True):
-            result = await finish(session, item, outcome, now)
-            if result == "dead":
-                log.warning("webhooks.dead", delivery=item.delivery_id, url=item.url,
-                            error=outcome.error or outcome.status_code)  # fmt: skip
+        statuses = await finish(session, results, clock())
+    for item, outcome in results:
+        if statuses.get(item.delivery_id) == "dead":
+            log.warning("webhooks.dead", delivery=item.delivery_id, url=item.url,
+                        error=outcome.error or outcome.status_code)  # fmt: skip
     return len(claimed)
 
 

@@ -181,3 +181,26 @@ async def test_no_url_no_delivery(api, context, sender):
     )
     await pay(context, invoice, "100", "06" * 32)
     assert await deliveries(context) == []
+
+
+async def test_an_outcome_after_the_lease_was_lost_is_not_recorded(api, context, receiver):
+    """A worker too slow to finish within its lease must not overwrite the delivery that
+    another worker has claimed since."""
+    from paydesk.webhooks.sender import Outcome
+    from paydesk.webhooks.service import claim_due, finish
+
+    invoice = await usdt_invoice(api, receiver)
+    await pay(context, invoice, "100", "07" * 32)
+    clock = Clock()
+    async with context.db.transaction() as session:
+        [slow] = await claim_due(session, clock(), 10, timedelta(seconds=5))
+    clock.advance(timedelta(seconds=6))  # the lease ran out
+    async with context.db.transaction() as session:
+        [fast] = await claim_due(session, clock(), 10, timedelta(seconds=5))
+    assert fast.delivery_id == slow.delivery_id and fast.token != slow.token
+    async with context.db.transaction() as session:
+        assert await finish(session, [(slow, Outcome(500, 1, None, "late"))], clock()) == {}
+        recorded = await finish(session, [(fast, Outcome(200, 1, None, "OK"))], clock())
+    assert recorded == {fast.delivery_id: "delivered"}
+    [delivery] = await deliveries(context)
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)
