@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -15,6 +16,8 @@ from paydesk.merchants.models import Merchant
 from paydesk.merchants.service import create_merchant
 from tests.conftest import _empty_tables
 from tests.ledger.conftest import balance_of, credit, new_invoice, reverse, transfer
+
+pytestmark = pytest.mark.slow
 
 cents = st.integers(min_value=1, max_value=20_000).map(lambda n: Decimal(n) / 100)
 operations = st.lists(

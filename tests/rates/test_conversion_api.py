@@ -19,6 +19,9 @@ from paydesk.rates.providers import build_providers
 from paydesk.rates.worker import refresh_once
 from tests.conftest import CryptomusClient
 
+#: End to end: every test refreshes real provider formats through ccxt and prices invoices.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def settings_overrides(rate_server):
