@@ -12,7 +12,6 @@ from paydesk.background import sleep_or_stop
 from paydesk.context import Context
 from paydesk.db import utcnow
 from paydesk.webhooks import signing
-from paydesk.webhooks.models import WebhookEvent
 from paydesk.webhooks.sender import Outcome, WebhookSender, build_sender
 from paydesk.webhooks.service import INVOICE_STATUS, Claimed, claim_due, finish
 
@@ -22,25 +21,22 @@ log = structlog.get_logger(__name__)
 IDLE_SECONDS = 0.2
 
 
-async def render(
-    context: Context, event: WebhookEvent, now: datetime
-) -> tuple[bytes, dict[str, str]]:
+async def render(context: Context, item: Claimed, now: datetime) -> tuple[bytes, dict[str, str]]:
     """The body in the event's dialect, signed, and the Standard Webhooks headers."""
-    credentials = await context.credentials.get(event.merchant_id)
+    credentials = await context.credentials.get(item.merchant_id)
     if credentials is None:
-        raise LookupError(f"merchant {event.merchant_id} no longer exists")
-    if event.topic == INVOICE_STATUS:
+        raise LookupError(f"merchant {item.merchant_id} no longer exists")
+    if item.topic == INVOICE_STATUS:
         from paydesk.api.cryptomus.webhooks import payment_payload, signed_body
 
-        body = signed_body(
-            payment_payload(event.payload, context.catalogue), credentials.payment_key
-        )
+        payload = payment_payload(item.payload, context.catalogue)
+        body = signed_body(payload, credentials.payment_key)
     else:
-        raise LookupError(f"no renderer for {event.topic}")
+        raise LookupError(f"no renderer for {item.topic}")
     headers = {}
     if credentials.webhook_secrets:
         headers = signing.headers(
-            credentials.webhook_secrets, str(event.uuid), int(now.timestamp()), body
+            credentials.webhook_secrets, str(item.event_uuid), int(now.timestamp()), body
         )
     return body, headers
 
@@ -63,7 +59,7 @@ async def deliver_due(
     async def attempt(item: Claimed) -> Outcome:
         async with gate:
             try:
-                body, headers = await render(context, item.event, clock())
+                body, headers = await render(context, item, clock())
             except LookupError as exc:
                 return Outcome(None, 0, str(exc), None)
             return await sender.send(item.url, body, headers)
