@@ -64,12 +64,15 @@ class CallbackGuard:
         host = parts.hostname
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except socket.gaierror as exc:
-            raise CallbackRefused(f"cannot resolve {host}: {exc}") from exc
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+            addresses = [str(ipaddress.ip_address(host))]  # a literal needs no lookup
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
+            except socket.gaierror as exc:
+                raise CallbackRefused(f"cannot resolve {host}: {exc}") from exc
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         refused = [a for a in addresses if not self.permits(a)]
         if refused or not addresses:
             raise CallbackRefused(f"{host} resolves to a non-public address ({', '.join(refused)})")
