@@ -79,14 +79,23 @@ class AddressBook:
         return int(count or 0)
 
     async def top_up(
-        self, session: AsyncSession, network: str, low_water: int, target: int
+        self,
+        session: AsyncSession,
+        network: str,
+        low_water: int,
+        target: int,
+        max_batches: int | None = None,
     ) -> PoolLevel:
-        """When fewer than `low_water` addresses are free, add batches up to `target`."""
+        """When fewer than `low_water` addresses are free, add batches up to `target`
+        (at most `max_batches` in this transaction, so a long refill does not hold the
+        counter's lock — and on SQLite the database's write lock — all the way)."""
         free = await self.free_count(session, network)
         added = 0
+        batches = 0
         if free < low_water:
-            while free + added < target:
+            while free + added < target and (max_batches is None or batches < max_batches):
                 added += await self._refill(session, network)
+                batches += 1
         return PoolLevel(free=free, added=added)
 
     async def _refill(self, session: AsyncSession, network: str) -> int:

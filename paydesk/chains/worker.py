@@ -8,6 +8,7 @@ import asyncio
 import structlog
 
 from paydesk.background import sleep_or_stop
+from paydesk.chains.service import PoolLevel
 from paydesk.context import Context
 
 log = structlog.get_logger(__name__)
@@ -28,8 +29,7 @@ async def address_pool_loop(context: Context, stop: asyncio.Event) -> None:
         busy = False
         for network in context.addresses.networks:
             try:
-                async with context.db.transaction() as session:
-                    level = await context.addresses.top_up(session, network, LOW_WATER, TARGET)
+                level = await _refill(context, network)
             except Exception:
                 log.exception("addresses.pool_refill_failed", network=network)
                 continue
@@ -38,3 +38,18 @@ async def address_pool_loop(context: Context, stop: asyncio.Event) -> None:
             busy = busy or level.free < stocked.get(network, level.free)
             stocked[network] = level.free + level.added
         await sleep_or_stop(stop, BUSY_INTERVAL_SECONDS if busy else IDLE_INTERVAL_SECONDS)
+
+
+async def _refill(context: Context, network: str) -> PoolLevel:
+    """Top the pool up one batch per transaction, so other writers get in between."""
+    async with context.db.transaction() as session:
+        first = await context.addresses.top_up(session, network, LOW_WATER, TARGET, max_batches=1)
+    added = first.added
+    while added and first.free + added < TARGET:
+        async with context.db.transaction() as session:
+            # Below TARGET by construction, so the low-water check must not stop it.
+            more = await context.addresses.top_up(session, network, TARGET, TARGET, max_batches=1)
+        if not more.added:
+            break
+        added += more.added
+    return PoolLevel(free=first.free, added=added)

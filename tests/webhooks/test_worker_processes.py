@@ -180,6 +180,9 @@ def test_killed_worker_loses_nothing(environment, receiver):
 
 
 def test_two_workers_never_send_one_delivery_at_once(environment, receiver):
+    # The default lease: a round slowed by the other worker must not see its lease run
+    # out (that would be a legitimate second attempt, not a concurrent one).
+    environment = {**environment, "PAYDESK_WEBHOOK_LEASE_SECONDS": "60"}
     merchant = new_merchant(environment)
     events = record_events(environment, merchant["merchant"], receiver.url, 150)
     receiver.delay = 0.01
