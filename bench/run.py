@@ -297,11 +297,11 @@ def main() -> None:
             targets = {"ceiling": (ceiling, "bench_invoices"), "paydesk": (paydesk, PAYDESK_TABLES)}
             for name, (base, tables) in targets.items():  # warm-up, then start clean
                 load(wrk, name, base, args, wrk_env, 3)
-                sql(f"TRUNCATE {tables}")
+                sql(f"TRUNCATE {tables} CASCADE")
             for number in range(1, args.rounds + 1):
                 for name, (base, tables) in targets.items():
                     result = load(wrk, name, base, args, wrk_env, args.duration)
-                    sql(f"TRUNCATE {tables}")
+                    sql(f"TRUNCATE {tables} CASCADE")
                     rounds.append(result)
                     log(
                         f"round {number} {name:8} {result.rps:8.0f} req/s"
