@@ -221,3 +221,32 @@ def test_webhook_commands(environment, receiver):
     retried = run_cli("webhooks", "retry", "1", env=environment)
     assert retried.returncode == 0 and "queued as delivery 2" in retried.stdout
     assert run_cli("webhooks", "retry", "99", env=environment).returncode == 1
+
+
+def test_embedded_serve_runs_the_delivery_worker(tmp_path: Path, receiver):
+    """On the embedded default one command runs everything: an invoice created through
+    the API expires inside `paydesk serve` and its `cancel` webhook arrives, signed."""
+    import sqlite3
+
+    import httpx
+
+    from tests.conftest import compact, free_port, sign
+    from tests.live import create_live_merchant, live_server
+
+    env = paydesk_env(
+        tmp_path / "data", None, PAYDESK_CALLBACK_ALLOWLIST="127.0.0.0/8",
+        PAYDESK_EXPIRY_INTERVAL_SECONDS="0.2",
+    )  # fmt: skip
+    merchant = create_live_merchant(env)
+    with live_server(env, free_port()) as base_url:
+        body = compact({"amount": "10", "currency": "USDT", "network": "devnet",
+                        "order_id": "live-1", "url_callback": receiver.url})  # fmt: skip
+        created = httpx.post(f"{base_url}/v1/payment", content=body, headers={
+            "merchant": merchant.merchant, "sign": sign(body, merchant.payment_key),
+            "content-type": "application/json"})  # fmt: skip
+        assert created.status_code == 200, created.text
+        with sqlite3.connect(tmp_path / "data" / "paydesk.db") as raw:
+            raw.execute("UPDATE invoices SET expired_at = '2000-01-01 00:00:00'")
+        wait_for(lambda: len(receiver.received) >= 1, timeout=30)
+    hook = process_payment_webhook(receiver.received[0].body, merchant.payment_key)
+    assert (hook.order_id, hook.status, hook.is_final) == ("live-1", "cancel", True)
