@@ -19,6 +19,16 @@ class CatalogueError(ValueError):
     pass
 
 
+class OutOfLimits(Exception):
+    """An amount below or above what a coin's services accept."""
+
+    def __init__(self, limit: Decimal, currency: str, *, below: bool) -> None:
+        super().__init__(f"{'below' if below else 'above'} {limit} {currency}")
+        self.limit = limit
+        self.currency = currency
+        self.below = below
+
+
 class Catalogue:
     def __init__(
         self,
@@ -77,6 +87,23 @@ class Catalogue:
     @property
     def services(self) -> list[Service]:
         return list(self._services.values())
+
+    def check_limits(
+        self,
+        amount: Decimal,
+        currency: str,
+        service: Service | None = None,
+        error: type[OutOfLimits] = OutOfLimits,
+    ) -> None:
+        """Against one service, or, when the network is not chosen, against the widest
+        range any network of the coin accepts; raises `error`."""
+        services = [service] if service else self.services_for(currency)
+        minimum = min(s.min_amount for s in services)
+        maximum = max(s.max_amount for s in services)
+        if amount < minimum:
+            raise error(minimum, currency, below=True)
+        if amount > maximum:
+            raise error(maximum, currency, below=False)
 
 
 def load_catalogue(enabled_networks: list[str], override_file: Path | None = None) -> Catalogue:

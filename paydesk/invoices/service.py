@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from paydesk.catalogue.models import Service
-from paydesk.catalogue.service import Catalogue
+from paydesk.catalogue.service import Catalogue, OutOfLimits
 from paydesk.chains.service import (
     CLAIM_ADDRESS,
     RELEASE_ADDRESS,
@@ -70,12 +70,8 @@ class InvoiceNotFound(InvoiceError):
     pass
 
 
-class AmountOutOfRange(InvoiceError):
-    def __init__(self, limit: Decimal, currency: str, *, below: bool) -> None:
-        super().__init__(f"{'below' if below else 'above'} {limit} {currency}")
-        self.limit = limit
-        self.currency = currency
-        self.below = below
+class AmountOutOfRange(OutOfLimits, InvoiceError):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +297,9 @@ class InvoiceService:
             subtract=invoice.subtract,
             service=resolved.service,
         )
-        self._check_limits(quoted.payer_amount, payer_currency, resolved.service)
+        self.catalogue.check_limits(
+            quoted.payer_amount, payer_currency, resolved.service, AmountOutOfRange
+        )
         invoice.payer_amount_exchange_rate = rate
         invoice.rate_source = source
         invoice.discount = quoted.discount
@@ -309,17 +307,6 @@ class InvoiceService:
         invoice.commission = quoted.commission
         invoice.merchant_amount = quoted.merchant_amount
         invoice.payment_amount = Decimal(0) if resolved.service else None
-
-    def _check_limits(self, amount: Decimal, currency: str, service: Service | None) -> None:
-        """Against the chosen service, or, before the network is chosen, against the
-        widest range any network of the coin accepts."""
-        services = [service] if service else self.catalogue.services_for(currency)
-        minimum = min(s.min_amount for s in services)
-        maximum = max(s.max_amount for s in services)
-        if amount < minimum:
-            raise AmountOutOfRange(minimum, currency, below=True)
-        if amount > maximum:
-            raise AmountOutOfRange(maximum, currency, below=False)
 
     async def _reuse(self, session: AsyncSession, invoice: Invoice, draft: InvoiceDraft) -> Invoice:
         """An order_id that exists: the invoice as it is, or renewed if `is_refresh` asks

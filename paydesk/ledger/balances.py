@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paydesk.catalogue.service import Catalogue
+from paydesk.catalogue.service import Catalogue, OutOfLimits
 from paydesk.ledger import service as ledger
 from paydesk.ledger.models import Account, AccountKind
 from paydesk.merchants.models import Merchant
@@ -31,12 +31,8 @@ class TooManyDecimals(TransferRefused):
         self.places = places
 
 
-class TransferOutOfRange(TransferRefused):
-    def __init__(self, limit: Decimal, currency: str, *, below: bool) -> None:
-        super().__init__(f"{'below' if below else 'above'} {limit} {currency}")
-        self.limit = limit
-        self.currency = currency
-        self.below = below
+class TransferOutOfRange(OutOfLimits, TransferRefused):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +102,7 @@ class Balances:
         places = self.catalogue.precision(code)
         if amount != amount.quantize(quantum(places)):
             raise TooManyDecimals(code, places)
-        services = self.catalogue.services_for(code)
-        minimum = min(s.min_amount for s in services)
-        maximum = max(s.max_amount for s in services)
-        if amount < minimum:
-            raise TransferOutOfRange(minimum, code, below=True)
-        if amount > maximum:
-            raise TransferOutOfRange(maximum, code, below=False)
+        self.catalogue.check_limits(amount, code, error=TransferOutOfRange)
 
         user_id = await self._owner(session, merchant_id)
         business = await ledger.account(

@@ -15,9 +15,9 @@ from fastapi.routing import APIRoute
 from pydantic_core import to_json
 
 from paydesk.api.cryptomus.validation import RequestInvalid
+from paydesk.catalogue.service import OutOfLimits
 from paydesk.idempotency.service import IdempotencyConflict, InvalidIdempotencyKey
 from paydesk.invoices.service import (
-    AmountOutOfRange,
     ConversionFailed,
     CurrencyNotFound,
     InvoiceError,
@@ -26,7 +26,7 @@ from paydesk.invoices.service import (
     ServiceUnavailable,
     ToCurrencyNotFound,
 )
-from paydesk.ledger.balances import TooManyDecimals, TransferOutOfRange
+from paydesk.ledger.balances import TooManyDecimals
 from paydesk.ledger.service import InsufficientFunds
 from paydesk.money import plain
 
@@ -69,10 +69,14 @@ _MESSAGES: dict[type[InvoiceError], str] = {
 }
 
 
+def limit_message(error: OutOfLimits) -> str:
+    word = "Minimum" if error.below else "Maximum"
+    return f"{word} amount {plain(error.limit)} {error.currency}"
+
+
 def invoice_error_message(error: InvoiceError) -> str:
-    if isinstance(error, AmountOutOfRange):
-        word = "Minimum" if error.below else "Maximum"
-        return f"{word} amount {plain(error.limit)} {error.currency}"
+    if isinstance(error, OutOfLimits):
+        return limit_message(error)
     return _MESSAGES[type(error)]
 
 
@@ -85,9 +89,8 @@ def render_exception(exc: Exception) -> Response:
         return CryptomusError(invoice_error_message(exc)).response()
     if isinstance(exc, InsufficientFunds):
         return CryptomusError("Not enough funds").response()
-    if isinstance(exc, TransferOutOfRange):
-        word = "Minimum" if exc.below else "Maximum"
-        return CryptomusError(f"{word} amount {plain(exc.limit)} {exc.currency}").response()
+    if isinstance(exc, OutOfLimits):
+        return CryptomusError(limit_message(exc)).response()
     if isinstance(exc, TooManyDecimals):
         return validation_response({"amount": ["validation.decimal"]})
     if isinstance(exc, IdempotencyConflict):
