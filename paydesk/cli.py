@@ -364,6 +364,48 @@ def ledger_check() -> None:
     raise typer.Exit(1)
 
 
+def _set_blocked(merchant: str, payments: bool | None, payouts: bool | None) -> None:
+    if payments is None and payouts is None:
+        errors.print("[red]error:[/red] say which: --payments and/or --payouts")
+        raise typer.Exit(1)
+    merchant_id = _merchant_id(merchant)
+
+    async def work(context: Context) -> tuple[bool, bool]:
+        async with context.db.transaction() as session:
+            changed = await merchants.set_blocked(
+                session, merchant_id, payments=payments, payouts=payouts
+            )
+            return changed.payments_blocked, changed.payouts_blocked
+
+    try:
+        payments_blocked, payouts_blocked = _with_context(work)
+    except MerchantError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    state = {True: "[red]blocked[/red]", False: "[green]allowed[/green]"}
+    console.print(f"payments {state[payments_blocked]}, payouts {state[payouts_blocked]}")
+
+
+@merchant_app.command("block")
+def merchant_block(
+    merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],
+    payments: Annotated[bool, typer.Option("--payments", help="New invoices.")] = False,
+    payouts: Annotated[bool, typer.Option("--payouts", help="Transfers and payouts.")] = False,
+) -> None:
+    """Block a merchant's new invoices and/or its money leaving ("You are forbidden")."""
+    _set_blocked(merchant, True if payments else None, True if payouts else None)
+
+
+@merchant_app.command("unblock")
+def merchant_unblock(
+    merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],
+    payments: Annotated[bool, typer.Option("--payments", help="New invoices.")] = False,
+    payouts: Annotated[bool, typer.Option("--payouts", help="Transfers and payouts.")] = False,
+) -> None:
+    """Allow again what `merchant block` stopped."""
+    _set_blocked(merchant, False if payments else None, False if payouts else None)
+
+
 @merchant_app.command("webhook-secret")
 def merchant_webhook_secret(
     merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],

@@ -109,3 +109,28 @@ def test_migrate_on_a_fresh_data_dir(env, tmp_path: Path):
     assert (tmp_path / "data" / "paydesk.db").exists()
     again = run_cli("migrate", env=env)
     assert "already at revision" in again.stdout
+
+
+def test_blocking_a_merchant(env):
+    import httpx
+
+    from tests.conftest import compact, free_port, sign
+    from tests.live import create_live_merchant, live_server
+
+    merchant = create_live_merchant(env)
+    assert run_cli("merchant", "block", merchant.merchant, env=env).returncode == 1
+    blocked = run_cli("merchant", "block", merchant.merchant, "--payments", env=env)
+    assert blocked.returncode == 0 and "payments blocked, payouts allowed" in blocked.stdout
+    body = compact({"amount": "10", "currency": "USD", "order_id": "b1"})
+    headers = {"merchant": merchant.merchant, "sign": sign(body, merchant.payment_key),
+               "content-type": "application/json"}  # fmt: skip
+    with live_server(env, free_port()) as base_url:
+        refused = httpx.post(f"{base_url}/v1/payment", content=body, headers=headers)
+    assert refused.json() == {"state": 1, "message": "You are forbidden"}
+    allowed = run_cli("merchant", "unblock", merchant.merchant, "--payments", env=env)
+    assert "payments allowed" in allowed.stdout
+    with live_server(env, free_port()) as base_url:
+        created = httpx.post(f"{base_url}/v1/payment", content=body, headers=headers)
+    assert created.json()["state"] == 0
+    unknown = run_cli("merchant", "block", str(uuid.uuid4()), "--payouts", env=env)
+    assert unknown.returncode == 1 and "no merchant" in unknown.stderr

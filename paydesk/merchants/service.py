@@ -134,6 +134,26 @@ async def rotate_key(
     return key
 
 
+async def set_blocked(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    *,
+    payments: bool | None = None,
+    payouts: bool | None = None,
+) -> Merchant:
+    """Stop (or allow again) a merchant's new invoices and its money leaving: the API
+    answers "You are forbidden" within the credential cache's lifetime."""
+    merchant = await session.get(Merchant, merchant_id, with_for_update=True)
+    if merchant is None:
+        raise MerchantError(f"no merchant {merchant_id}")
+    if payments is not None:
+        merchant.payments_blocked = payments
+    if payouts is not None:
+        merchant.payouts_blocked = payouts
+    await session.flush()
+    return merchant
+
+
 async def webhook_secrets(
     session: AsyncSession, vault: Vault, merchant_id: uuid.UUID, *, rotate: bool = False
 ) -> tuple[str, ...]:
