@@ -18,11 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paydesk.catalogue.service import Catalogue
 from paydesk.db import dialect_insert, utcnow
 from paydesk.deposits.models import Deposit
+from paydesk.invoices import pricing
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.service import InvoiceService
 from paydesk.ledger import service as ledger
 from paydesk.ledger.models import AccountKind, JournalTransaction
-from paydesk.money import MONEY, round_half_up
+from paydesk.money import MONEY, percent_of, round_half_up
 
 
 class DepositError(Exception):
@@ -133,15 +134,7 @@ class DepositService:
         """Undo a credited deposit (its block left the chain). False if there is nothing
         to undo. What the merchant's balance cannot cover becomes the merchant's debt,
         settled by later deposits: no balance goes below zero."""
-        deposit = await session.scalar(
-            select(Deposit)
-            .where(
-                Deposit.network == network,
-                Deposit.txid == txid,
-                Deposit.output_index == output_index,
-            )
-            .with_for_update()
-        )
+        deposit = await self._find(session, network, txid, output_index, lock=True)
         if deposit is None or deposit.status != "credited":
             return False
         original = await session.get_one(JournalTransaction, deposit.credit_transaction_id)
@@ -223,22 +216,19 @@ class DepositService:
         if service is None:
             return Decimal(0)
         places = self._places(currency, network)
-        fee = MONEY.divide(MONEY.multiply(amount, service.percent), 100)
-        return min(round_half_up(fee, places), amount)
+        return min(round_half_up(percent_of(amount, service.percent), places), amount)
 
     def _places(self, currency: str, network: str | None) -> int:
         service = self.catalogue.service(currency, network) if network else None
-        precision = self.catalogue.precision(currency)
-        return min(precision, service.decimals) if service else precision
+        return pricing.payer_places(self.catalogue.precision(currency), service)
 
     @staticmethod
     async def _find(
-        session: AsyncSession, network: str, txid: str, output_index: int
+        session: AsyncSession, network: str, txid: str, output_index: int, *, lock: bool = False
     ) -> Deposit | None:
-        return await session.scalar(
-            select(Deposit).where(
-                Deposit.network == network,
-                Deposit.txid == txid,
-                Deposit.output_index == output_index,
-            )
+        query = select(Deposit).where(
+            Deposit.network == network,
+            Deposit.txid == txid,
+            Deposit.output_index == output_index,
         )
+        return await session.scalar(query.with_for_update() if lock else query)

@@ -33,11 +33,9 @@ async def render(context: Context, item: Claimed, now: datetime) -> tuple[bytes,
         body = signed_body(payload, credentials.payment_key)
     else:
         raise LookupError(f"no renderer for {item.topic}")
-    headers = {}
-    if credentials.webhook_secrets:
-        headers = signing.headers(
-            credentials.webhook_secrets, str(item.event_uuid), int(now.timestamp()), body
-        )
+    headers = signing.headers(
+        credentials.webhook_secrets, str(item.event_uuid), int(now.timestamp()), body
+    )
     return body, headers
 
 

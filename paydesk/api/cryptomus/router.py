@@ -424,10 +424,10 @@ async def _test_webhook(request: Request, kind: str) -> Response:
         payload = payment_payload(snapshot, context.catalogue)
     key = signed.credentials.payout_key if payout else signed.credentials.payment_key
     content = signed_body(payload, key)
-    headers = {}
-    if signed.credentials.webhook_secrets:
-        headers = signing.headers(signed.credentials.webhook_secrets, f"test_{uuid.uuid4()}",
-                                  int(utcnow().timestamp()), content)  # fmt: skip
+    headers = signing.headers(
+        signed.credentials.webhook_secrets, f"test_{uuid.uuid4()}", int(utcnow().timestamp()),
+        content,
+    )  # fmt: skip
     await context.sender.send(body.url_callback, content, headers)
     return ok([])
 
