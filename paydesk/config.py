@@ -53,6 +53,25 @@ class Settings(BaseSettings):
     networks: Annotated[list[str], NoDecode] = Field(
         default=["devnet"], description="Enabled network codes, comma-separated."
     )
+    chain_nodes: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description='JSON object of network → node URL, e.g. {"eth": "http://127.0.0.1:8545"}.',
+    )
+    devnet_block_seconds: float = Field(
+        default=2.0, gt=0, description="How often the built-in devnet produces a block."
+    )
+    watcher_batch_blocks: int = Field(
+        default=100, ge=1, description="Blocks a chain watcher reads per step when behind."
+    )
+    watcher_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often a chain watcher asks its node for new blocks."
+    )
+    watcher_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a worker holds a network's watcher; after a crash another "
+        "worker takes over once this has passed.",
+    )
     catalogue_file: Path | None = Field(
         default=None, description="TOML file whose entries override the built-in catalogue."
     )
@@ -154,7 +173,7 @@ class Settings(BaseSettings):
     def _split_upper(cls, value: Any) -> Any:
         return _comma_list(value, str.upper)
 
-    @field_validator("rate_endpoints", mode="before")
+    @field_validator("rate_endpoints", "chain_nodes", mode="before")
     @classmethod
     def _parse_endpoints(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from paydesk.catalogue.service import Catalogue, load_catalogue
+from paydesk.chains.devnet import Devnet
+from paydesk.chains.registry import check_watchable
 from paydesk.chains.service import AddressBook, build_address_book
 from paydesk.config import Settings
 from paydesk.db import Database
@@ -33,6 +35,9 @@ class Context:
     invoices: InvoiceService
     deposits: DepositService
     balances: Balances
+    #: The built-in test chain (present even when the devnet network is switched off, so
+    #: the CLI can say so instead of failing obscurely).
+    devnet: Devnet
     #: Sends the test webhooks an API request asks for (deliveries use the worker's own).
     sender: WebhookSender
 
@@ -45,6 +50,7 @@ def build_context(settings: Settings) -> Context:
     db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
     vault = load_vault(settings)
     catalogue = load_catalogue(settings.networks, settings.catalogue_file)
+    check_watchable(settings, catalogue)
     rates = RatesService(
         db,
         static_rates(settings.static_rates),
@@ -55,7 +61,7 @@ def build_context(settings: Settings) -> Context:
         references=[p for p in settings.rate_providers if p in REFERENCE_PROVIDERS],
         exmo_source=settings.exmo_rate_source,
     )
-    addresses = build_address_book(settings.networks)
+    addresses = build_address_book(settings.networks, catalogue, vault, settings.auth_cache_seconds)
     discounts = DiscountBook(db, settings.auth_cache_seconds)
     invoices = InvoiceService(catalogue, rates, addresses, discounts)
     return Context(
@@ -70,5 +76,6 @@ def build_context(settings: Settings) -> Context:
         invoices=invoices,
         deposits=DepositService(catalogue, invoices),
         balances=Balances(catalogue),
+        devnet=Devnet(catalogue),
         sender=build_sender(settings),
     )

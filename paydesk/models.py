@@ -1,6 +1,15 @@
 """Every ORM model, imported in one place so the metadata is complete (Alembic, tests)."""
 
-from paydesk.chains.models import AddressCounter, DepositAddress
+from paydesk.chains.models import (
+    AddressCounter,
+    ChainBlock,
+    ChainCursor,
+    DepositAddress,
+    DevnetBlock,
+    DevnetTransaction,
+    MasterSeed,
+    MerchantXpub,
+)
 from paydesk.deposits.models import Deposit
 from paydesk.discounts.models import PaymentDiscount
 from paydesk.idempotency.models import IdempotencyRecord
@@ -13,12 +22,18 @@ from paydesk.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEven
 __all__ = [
     "Account",
     "AddressCounter",
+    "ChainBlock",
+    "ChainCursor",
     "Deposit",
     "DepositAddress",
+    "DevnetBlock",
+    "DevnetTransaction",
     "IdempotencyRecord",
     "Invoice",
     "JournalTransaction",
+    "MasterSeed",
     "Merchant",
+    "MerchantXpub",
     "PaymentDiscount",
     "Posting",
     "StoredRate",

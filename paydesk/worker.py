@@ -6,7 +6,7 @@ import asyncio
 
 import structlog
 
-from paydesk.chains.worker import address_pool_loop
+from paydesk.chains.worker import address_pool_loop, watchers_loop
 from paydesk.context import Context
 from paydesk.idempotency.worker import purge_loop
 from paydesk.invoices.worker import expiry_loop
@@ -15,7 +15,7 @@ from paydesk.webhooks.worker import delivery_loop
 
 log = structlog.get_logger(__name__)
 
-LOOPS = (expiry_loop, purge_loop, address_pool_loop, rates_loop, delivery_loop)
+LOOPS = (expiry_loop, purge_loop, address_pool_loop, watchers_loop, rates_loop, delivery_loop)
 
 
 async def run_workers(context: Context, stop: asyncio.Event) -> None:

@@ -5,9 +5,14 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
+from paydesk.catalogue.service import load_catalogue
 from paydesk.chains.devnet import DEVNET_SEED, DevnetAddresses
 from paydesk.chains.models import DepositAddress
+from paydesk.chains.registry import NetworkNotConfigured
 from paydesk.chains.service import REFILL_BATCH, NoAllocator, build_address_book
+from paydesk.config import Settings
+from paydesk.context import build_context
+from paydesk.vault import Vault, generate_master_key
 
 
 def test_devnet_addresses_are_valid_distinct_and_stable():
@@ -20,8 +25,18 @@ def test_devnet_addresses_are_valid_distinct_and_stable():
 
 
 def test_a_network_without_an_address_source_cannot_be_enabled():
-    with pytest.raises(NoAllocator, match="tron"):
-        build_address_book(["devnet", "tron"])
+    catalogue = load_catalogue(["devnet", "sol"])
+    with pytest.raises(NoAllocator, match="sol"):
+        build_address_book(["devnet", "sol"], catalogue, Vault([generate_master_key().encode()]))
+
+
+def test_a_network_nobody_can_watch_cannot_be_enabled(tmp_path):
+    with pytest.raises(NetworkNotConfigured, match="PAYDESK_CHAIN_NODES"):
+        build_context(Settings(data_dir=tmp_path, networks=["devnet", "eth"]))
+    with pytest.raises(NetworkNotConfigured, match="no adapter"):
+        build_context(
+            Settings(data_dir=tmp_path, networks=["tron"], chain_nodes={"tron": "http://x"})
+        )
 
 
 async def test_allocation_is_gap_free_and_returns_rolled_back_claims(context):

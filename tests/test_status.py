@@ -62,7 +62,11 @@ def test_only_an_expired_unpaid_invoice_can_be_renewed():
     assert renewable == [S.CANCEL]
 
 
-def test_settled_invoices_move_to_refunds_or_after_a_reversal():
-    after_reversal = SETTLED | {S.CHECK, S.CANCEL, S.WRONG_AMOUNT_WAITING}
+def test_settled_invoices_move_to_refunds_or_as_deposits_change():
+    recomputed = SETTLED | {S.CHECK, S.CANCEL, S.CONFIRM_CHECK, S.WRONG_AMOUNT_WAITING}
     for status in SETTLED:
-        assert TRANSITIONS[status] == {S.REFUND_PROCESS} | (after_reversal - {status})
+        assert TRANSITIONS[status] == {S.REFUND_PROCESS} | (recomputed - {status})
+
+
+def test_a_payment_after_expiry_settles_a_cancelled_invoice():
+    assert TRANSITIONS[S.CANCEL] == {S.CHECK} | SETTLED

@@ -19,6 +19,8 @@ class Network:
     native: str
     family: str
     confirmations: int
+    #: EIP-155 chain id of EVM networks (what a node must report, what payouts sign for).
+    chain_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

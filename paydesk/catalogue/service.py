@@ -134,6 +134,7 @@ def build_catalogue(data: dict[str, Any], enabled_networks: list[str]) -> Catalo
             native=entry["native"].upper(),
             family=entry["family"],
             confirmations=int(entry["confirmations"]),
+            chain_id=int(entry["chain_id"]) if "chain_id" in entry else None,
         )
         for code, entry in data.get("networks", {}).items()
     }

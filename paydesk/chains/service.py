@@ -9,15 +9,20 @@ lock; a request refills itself only when it finds the pool empty.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cachetools import TTLCache
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paydesk.catalogue.service import Catalogue
 from paydesk.chains.devnet import DEVNET_SEED, DevnetAddresses
-from paydesk.chains.models import AddressCounter, DepositAddress
+from paydesk.chains.keys import KEY_PATHS, KeyRing, XpubDeriver, watch_only_account
+from paydesk.chains.models import MASTER_KEY_OWNER, AddressCounter, DepositAddress, MerchantXpub
 from paydesk.db import dialect_insert, utcnow
+from paydesk.vault import Vault
 
 #: Addresses derived per refill.
 REFILL_BATCH = 100
@@ -40,22 +45,52 @@ class NoAllocator(LookupError):
 
 
 class AddressBook:
-    """The address derivers of the enabled networks."""
+    """Deposit addresses of the enabled networks: from the pool of master-key addresses,
+    or, for a merchant that registered its own xpub on a network, derived from it."""
 
-    def __init__(self, derivers: dict[str, AddressDeriver]) -> None:
-        self._derivers = derivers
+    def __init__(
+        self,
+        networks: list[str],
+        keys: KeyRing,
+        vault: Vault,
+        watch_only_cache_seconds: float = 30.0,
+    ) -> None:
+        self._networks = list(networks)
+        self._keys = keys
+        self._vault = vault
+        self._fixed: dict[str, AddressDeriver] = {}
+        if "devnet" in networks:
+            self._fixed["devnet"] = DevnetAddresses(DEVNET_SEED)
+        # (merchant, network) → the merchant's own deriver, or None when it has none.
+        self._watch_only: TTLCache[tuple[uuid.UUID, str], XpubDeriver | None] = TTLCache(
+            maxsize=100_000, ttl=max(watch_only_cache_seconds, 0.001)
+        )
 
     @property
     def networks(self) -> list[str]:
-        return list(self._derivers)
+        return list(self._networks)
+
+    @property
+    def keys(self) -> KeyRing:
+        return self._keys
 
     def serves(self, network: str) -> bool:
-        return network in self._derivers
+        return network in self._networks
 
-    async def allocate(self, session: AsyncSession, network: str, purpose: str) -> str:
+    async def allocate(
+        self,
+        session: AsyncSession,
+        network: str,
+        purpose: str,
+        merchant_id: uuid.UUID | None = None,
+    ) -> str:
         """Assign a never-used address of `network`, in the caller's transaction."""
-        if network not in self._derivers:
+        if network not in self._networks:
             raise NoAllocator(network)
+        if merchant_id is not None:
+            own = await self.merchant_deriver(session, merchant_id, network)
+            if own is not None:
+                return await self._derive_assigned(session, network, merchant_id, own, purpose)
         address = await _claim(session, network, purpose)
         if address is None:
             # Rows this transaction derives are visible (and claimable) only to it.
@@ -64,6 +99,28 @@ class AddressBook:
         if address is None:  # pragma: no cover - our own fresh rows cannot be locked
             raise RuntimeError(f"address pool of {network} is empty after a refill")
         return address
+
+    async def merchant_deriver(
+        self, session: AsyncSession, merchant_id: uuid.UUID, network: str
+    ) -> XpubDeriver | None:
+        """The merchant's own (watch-only) deriver on `network`, if it registered an xpub
+        (cached for a few seconds: registering one reaches every process by then)."""
+        key = (merchant_id, network)
+        if key in self._watch_only:
+            return self._watch_only[key]
+        encrypted = await session.scalar(
+            select(MerchantXpub.xpub_encrypted).where(
+                MerchantXpub.merchant_id == merchant_id, MerchantXpub.network == network
+            )
+        )
+        deriver = None
+        if encrypted is not None:
+            deriver = XpubDeriver(watch_only_account(network, self._vault.decrypt(encrypted)))
+        self._watch_only[key] = deriver
+        return deriver
+
+    def forget_merchant(self, merchant_id: uuid.UUID, network: str) -> None:
+        self._watch_only.pop((merchant_id, network), None)
 
     async def release(self, session: AsyncSession, network: str, address: str) -> None:
         """Return an address claimed in this transaction to the pool, unused."""
@@ -74,7 +131,11 @@ class AddressBook:
         count = await session.scalar(
             select(func.count())
             .select_from(DepositAddress)
-            .where(DepositAddress.network == network, DepositAddress.assigned_at.is_(None))
+            .where(
+                DepositAddress.network == network,
+                DepositAddress.key_owner == MASTER_KEY_OWNER,
+                DepositAddress.assigned_at.is_(None),
+            )
         )
         return int(count or 0)
 
@@ -98,19 +159,17 @@ class AddressBook:
                 batches += 1
         return PoolLevel(free=free, added=added)
 
+    async def master_deriver(self, session: AsyncSession, network: str) -> AddressDeriver:
+        fixed = self._fixed.get(network)
+        if fixed is not None:
+            return fixed
+        await self._keys.load(session)
+        return self._keys.deriver(network)
+
     async def _refill(self, session: AsyncSession, network: str) -> int:
-        """Derive the next batch of indices, under the counter's row lock."""
-        locked = (
-            dialect_insert(session, AddressCounter)
-            .values(network=network, next_index=0)
-            .on_conflict_do_update(
-                index_elements=[AddressCounter.network],
-                set_={"next_index": AddressCounter.next_index},
-            )
-            .returning(AddressCounter.next_index)
-        )
-        start = int((await session.execute(locked)).scalar_one())
-        deriver = self._derivers[network]
+        """Derive the next batch of master-key indices into the pool."""
+        deriver = await self.master_deriver(session, network)
+        start = await _reserve_indices(session, network, MASTER_KEY_OWNER, REFILL_BATCH)
         now = utcnow()
         await session.execute(
             insert(DepositAddress),
@@ -119,17 +178,60 @@ class AddressBook:
                     "network": network,
                     "address": deriver.derive(index),
                     "derivation_index": index,
+                    "key_owner": MASTER_KEY_OWNER,
                     "created_at": now,
                 }
                 for index in range(start, start + REFILL_BATCH)
             ],
         )
-        await session.execute(
-            update(AddressCounter)
-            .where(AddressCounter.network == network)
-            .values(next_index=start + REFILL_BATCH)
-        )
         return REFILL_BATCH
+
+    async def _derive_assigned(
+        self,
+        session: AsyncSession,
+        network: str,
+        merchant_id: uuid.UUID,
+        deriver: AddressDeriver,
+        purpose: str,
+    ) -> str:
+        """The merchant's next own address, assigned at once (no pool: few merchants use
+        it, and each address is one derivation)."""
+        owner = str(merchant_id)
+        index = await _reserve_indices(session, network, owner, 1)
+        address = deriver.derive(index)
+        now = utcnow()
+        await session.execute(
+            insert(DepositAddress).values(
+                network=network,
+                address=address,
+                derivation_index=index,
+                key_owner=owner,
+                purpose=purpose,
+                assigned_at=now,
+                created_at=now,
+            )
+        )
+        return address
+
+
+async def _reserve_indices(session: AsyncSession, network: str, owner: str, count: int) -> int:
+    """The first of `count` fresh derivation indices, under the counter's row lock."""
+    locked = (
+        dialect_insert(session, AddressCounter)
+        .values(network=network, key_owner=owner, next_index=0)
+        .on_conflict_do_update(
+            index_elements=[AddressCounter.network, AddressCounter.key_owner],
+            set_={"next_index": AddressCounter.next_index},
+        )
+        .returning(AddressCounter.next_index)
+    )
+    start = int((await session.execute(locked)).scalar_one())
+    await session.execute(
+        update(AddressCounter)
+        .where(AddressCounter.network == network, AddressCounter.key_owner == owner)
+        .values(next_index=start + count)
+    )
+    return start
 
 
 _addresses = DepositAddress.__table__
@@ -142,6 +244,7 @@ CLAIM_ADDRESS = (
         == select(_addresses.c.id)
         .where(
             _addresses.c.network == bindparam("claim_network"),
+            _addresses.c.key_owner == MASTER_KEY_OWNER,
             _addresses.c.assigned_at.is_(None),
         )
         .order_by(_addresses.c.derivation_index)
@@ -177,16 +280,19 @@ async def _claim(session: AsyncSession, network: str, purpose: str) -> str | Non
     return claimed.scalar()
 
 
-def build_address_book(networks: list[str]) -> AddressBook:
-    """Derivers for the enabled networks; a network without one cannot be enabled."""
-    derivers: dict[str, AddressDeriver] = {}
-    for network in networks:
-        if network == "devnet":
-            derivers[network] = DevnetAddresses(DEVNET_SEED)
-    missing = [n for n in networks if n not in derivers]
+def build_address_book(
+    networks: list[str], catalogue: Catalogue, vault: Vault, cache_seconds: float = 30.0
+) -> AddressBook:
+    """Addresses for the enabled networks; a network Paydesk cannot derive addresses for
+    cannot be enabled."""
+    missing = [
+        n
+        for n in networks
+        if n != "devnet" and (catalogue.network(n) is None or n not in KEY_PATHS)
+    ]
     if missing:
         raise NoAllocator(
             f"no address source for network(s) {', '.join(missing)}; "
             "enable only networks Paydesk can serve"
         )
-    return AddressBook(derivers)
+    return AddressBook(networks, KeyRing(vault), vault, cache_seconds)

@@ -1,14 +1,18 @@
-"""Keeps every enabled network's address pool stocked, so invoice creation claims and
+"""The chain loops of `paydesk worker`: one watcher per enabled network (the devnet's also
+produces its blocks), and the address pools kept stocked so invoice creation claims and
 never derives."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 
 from paydesk.background import sleep_or_stop
+from paydesk.chains.registry import build_adapter
 from paydesk.chains.service import PoolLevel
+from paydesk.chains.watcher import Watcher, run_watcher
 from paydesk.context import Context
 
 log = structlog.get_logger(__name__)
@@ -53,3 +57,47 @@ async def _refill(context: Context, network: str) -> PoolLevel:
             break
         added += more.added
     return PoolLevel(free=first.free, added=added)
+
+
+async def watchers_loop(context: Context, stop: asyncio.Event) -> None:
+    """A watcher per enabled network, each in its own task (a slow node holds up only its
+    own network)."""
+    settings = context.settings
+    runs = []
+    adapters = []
+    for code in context.addresses.networks:
+        network = context.catalogue.network(code)
+        if network is None:
+            continue
+        adapter = build_adapter(network, context.catalogue, settings, context.db)
+        adapters.append(adapter)
+        watcher = Watcher(context, network, adapter)
+        if network.family == "devnet":
+            miner = DevnetMiner(context, settings.devnet_block_seconds)
+            poll = min(settings.watcher_poll_seconds, settings.devnet_block_seconds / 4)
+            runs.append(run_watcher(watcher, stop, poll, before_step=miner))
+        else:
+            runs.append(run_watcher(watcher, stop, settings.watcher_poll_seconds))
+    try:
+        await asyncio.gather(*runs)
+    finally:
+        for adapter in adapters:
+            await adapter.close()
+
+
+class DevnetMiner:
+    """Produces a devnet block every `interval` seconds. It runs before each step of the
+    devnet's watcher, which only the lease holder runs: one producer per installation."""
+
+    def __init__(self, context: Context, interval: float) -> None:
+        self.context = context
+        self.interval = interval
+        self._last = 0.0
+
+    async def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        async with self.context.db.transaction() as session:
+            await self.context.devnet.mine(session)

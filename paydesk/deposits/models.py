@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paydesk.db import Amount, Base, BigId, UTCDateTime, new_uuid, utcnow
@@ -15,7 +15,11 @@ class Deposit(Base):
     impossible, whoever calls and however often."""
 
     __tablename__ = "deposits"
-    __table_args__ = (UniqueConstraint("network", "txid", "output_index"),)
+    __table_args__ = (
+        UniqueConstraint("network", "txid", "output_index"),
+        # The watcher's confirmation pass: seen deposits of a network, oldest block first.
+        Index("ix_deposits_network_status_height", "network", "status", "block_height"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     uuid: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=new_uuid)
@@ -31,11 +35,15 @@ class Deposit(Base):
     block_hash: Mapped[str | None] = mapped_column(String(128))
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
-    #: "credited" or "reversed"
+    #: seen (on chain or in the mempool, not yet confirmed: nothing booked) → credited
+    #: (booked) → reversed (its block was orphaned); a seen one whose block or mempool
+    #: entry vanished is orphaned. A reversed or orphaned transfer that comes back in a new
+    #: block is seen again, in the same row.
     status: Mapped[str] = mapped_column(String(16))
     credit_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
     reversal_transaction_id: Mapped[int | None] = mapped_column(
         ForeignKey("ledger_transactions.id")
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    credited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,18 +1,21 @@
-"""The one entry point the chain layer credits through, and its undo.
+"""The one path every chain transfer takes into the books, and back out.
 
-`credit` books an observed transfer to the merchant exactly once: the deposit row's unique
-(network, txid, output_index) decides, so a watcher that sees the same block twice, or two
-watchers at once, credit it once. The booking, the invoice's new status and its webhook
-event are written in the caller's transaction: all of them or none. `reverse` undoes a
-deposit whose block was orphaned, with the same guarantees.
+A transfer to a watched address is first *seen* (in the mempool, or in a block without
+enough confirmations): the deposit row exists, nothing is booked, the invoice shows
+`confirm_check`. Once confirmed it is *credited*: booked to the merchant exactly once — the
+deposit row's unique (network, txid, output_index) decides, so a watcher that sees the same
+block twice, or two watchers at once, credit it once. If its block is orphaned it is
+*reversed* (credited) or *orphaned* (only seen). The booking, the invoice's new status and
+its webhook event are written in the caller's transaction: all of them or none.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.catalogue.service import Catalogue
@@ -21,9 +24,15 @@ from paydesk.deposits.models import Deposit
 from paydesk.invoices import pricing
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.service import InvoiceService
+from paydesk.invoices.status import is_final
 from paydesk.ledger import service as ledger
 from paydesk.ledger.models import AccountKind, JournalTransaction
 from paydesk.money import MONEY, percent_of, round_half_up
+
+SEEN = "seen"
+CREDITED = "credited"
+REVERSED = "reversed"
+ORPHANED = "orphaned"
 
 
 class DepositError(Exception):
@@ -36,7 +45,8 @@ class UnknownAddress(DepositError):
 
 @dataclass(frozen=True, slots=True)
 class ObservedTransfer:
-    """A confirmed incoming transfer as a chain adapter reports it."""
+    """An incoming transfer as the watcher reports it: in a block, or (no block) in the
+    mempool."""
 
     network: str
     txid: str
@@ -57,12 +67,37 @@ class CreditResult:
     status_changed: bool = False
 
 
+def credit_reference(deposit: Deposit) -> str:
+    """The journal reference of a deposit's credit. It names the block: a transfer
+    reorganised into another block is a new credit, after the first one's reversal."""
+    block = deposit.block_hash or ""
+    return f"deposit:{deposit.network}:{deposit.txid}:{deposit.output_index}:{block}"
+
+
+def reversal_reference(deposit: Deposit) -> str:
+    return "reversal" + credit_reference(deposit).removeprefix("deposit")
+
+
+def ledger_book(network: str) -> str:
+    """Which book a network's money is kept in: "" for live money, the network's code
+    for test money (devnet), so test balances never mix with live ones."""
+    return network if network == "devnet" else ""
+
+
 class DepositService:
     def __init__(self, catalogue: Catalogue, invoices: InvoiceService) -> None:
         self.catalogue = catalogue
         self.invoices = invoices
 
-    async def credit(self, session: AsyncSession, transfer: ObservedTransfer) -> CreditResult:
+    async def observe(
+        self, session: AsyncSession, transfer: ObservedTransfer, *, confirmed: bool = False
+    ) -> Deposit | None:
+        """Record a transfer seen on chain or in the mempool (nothing booked yet). None
+        when the address is not one an invoice holds. Seeing it again updates its block;
+        one that had been reversed or orphaned and comes back is seen anew.
+
+        `confirmed`: it already has its confirmations and the caller confirms it next, so
+        the invoice skips `confirm_check` (there is nothing to wait for)."""
         if transfer.amount <= 0:
             raise DepositError("a deposit is a positive amount")
         invoice = await session.scalar(
@@ -71,8 +106,9 @@ class DepositService:
             .with_for_update()
         )
         if invoice is None:
-            raise UnknownAddress(f"{transfer.network}:{transfer.address}")
+            return None
         currency = transfer.currency.upper()
+        now = utcnow()
         inserted = await session.execute(
             dialect_insert(session, Deposit)
             .values(
@@ -87,55 +123,97 @@ class DepositService:
                 block_hash=transfer.block_hash,
                 merchant_id=invoice.merchant_id,
                 invoice_id=invoice.id,
-                status="credited",
-                created_at=utcnow(),
+                status=SEEN,
+                created_at=now,
             )
             .on_conflict_do_nothing(index_elements=["network", "txid", "output_index"])
             .returning(Deposit.id)
         )
         deposit_id = inserted.scalar()
-        if deposit_id is None:
-            existing = await self._find(session, transfer.network, transfer.txid,
-                                        transfer.output_index)  # fmt: skip
-            assert existing is not None
-            return CreditResult(existing, credited=False)
-        deposit = await session.get_one(Deposit, deposit_id)
+        if deposit_id is not None:
+            deposit = await session.get_one(Deposit, deposit_id)
+            if not confirmed:
+                await self._settle(session, invoice, deposit, now)
+            return deposit
+        deposit = await self._find(session, transfer.network, transfer.txid,
+                                   transfer.output_index, lock=True)  # fmt: skip
+        assert deposit is not None
+        if deposit.status == SEEN:
+            deposit.block_height = transfer.block_height
+            deposit.block_hash = transfer.block_hash
+        elif deposit.status in (REVERSED, ORPHANED):
+            # Back on chain: a new cycle (the earlier credit and reversal stay in the
+            # journal under their own block's references).
+            deposit.status = SEEN
+            deposit.credit_transaction_id = None
+            deposit.reversal_transaction_id = None
+            deposit.credited_at = None
+            deposit.reversed_at = None
+            deposit.block_height = transfer.block_height
+            deposit.block_hash = transfer.block_hash
+            if not confirmed:
+                await self._settle(session, invoice, deposit, now)
+        await session.flush()
+        return deposit
 
-        # Only the invoice's own coin counts toward it; anything else sent to the address
-        # is still the merchant's money and is credited, without moving the invoice.
-        counts = currency == invoice.payer_currency
-        commission = self._commission(invoice, transfer.amount, currency) if counts else None
+    async def confirm(self, session: AsyncSession, deposit: Deposit) -> bool:
+        """Book a seen deposit that has its confirmations; False if it is not seen (already
+        credited, or gone)."""
+        if deposit.status != SEEN:
+            return False
+        invoice = await self._invoice(session, deposit)
+        counts = invoice is not None and deposit.currency == invoice.payer_currency
+        commission = None
+        if counts:
+            assert invoice is not None
+            commission = self._commission(invoice, deposit.amount, deposit.currency)
         if commission is None:
-            commission = self._service_commission(transfer.amount, currency, transfer.network)
+            commission = self._service_commission(deposit.amount, deposit.currency,
+                                                  deposit.network)  # fmt: skip
         booked = await ledger.post(
             session,
             "deposit",
-            f"deposit:{transfer.network}:{transfer.txid}:{transfer.output_index}",
+            credit_reference(deposit),
             await self._credit_legs(session, deposit, commission),
-            memo=f"invoice {invoice.uuid}",
+            memo=f"invoice {invoice.uuid}" if invoice is not None else None,
         )
+        now = utcnow()
+        deposit.status = CREDITED
         deposit.credit_transaction_id = booked.transaction.id
-
-        changed = False
+        deposit.credited_at = now
         if counts:
-            now = utcnow()
-            if transfer.from_address:
-                invoice.from_address = transfer.from_address
-            invoice.txid = transfer.txid
-            changed = self.invoices.apply_payment(invoice, transfer.amount, now)
-            if changed:
-                await self.invoices.announce(session, invoice)
+            assert invoice is not None
+            invoice.payment_amount = MONEY.add(invoice.payment_amount or Decimal(0),
+                                               deposit.amount)  # fmt: skip
+            if deposit.from_address:
+                invoice.from_address = deposit.from_address
+            invoice.txid = deposit.txid
+            await self._settle(session, invoice, deposit, now, report_late=True)
         await session.flush()
-        return CreditResult(deposit, credited=True, status_changed=changed)
+        return True
 
-    async def reverse(
-        self, session: AsyncSession, network: str, txid: str, output_index: int
-    ) -> bool:
-        """Undo a credited deposit (its block left the chain). False if there is nothing
-        to undo. What the merchant's balance cannot cover becomes the merchant's debt,
-        settled by later deposits: no balance goes below zero."""
-        deposit = await self._find(session, network, txid, output_index, lock=True)
-        if deposit is None or deposit.status != "credited":
+    async def credit(self, session: AsyncSession, transfer: ObservedTransfer) -> CreditResult:
+        """Observe and confirm at once: a transfer that already has its confirmations."""
+        deposit = await self.observe(session, transfer, confirmed=True)
+        if deposit is None:
+            raise UnknownAddress(f"{transfer.network}:{transfer.address}")
+        before = await self._status_of(session, deposit)
+        credited = await self.confirm(session, deposit)
+        after = await self._status_of(session, deposit)
+        return CreditResult(deposit, credited=credited, status_changed=before != after)
+
+    async def withdraw(self, session: AsyncSession, deposit: Deposit) -> bool:
+        """Undo whatever a deposit did, because its block (or mempool entry) is gone: a
+        credited one is reversed in the ledger, a seen one is orphaned. False if there is
+        nothing to undo."""
+        if deposit.status == SEEN:
+            deposit.status = ORPHANED
+            invoice = await self._invoice(session, deposit)
+            if invoice is not None:
+                await self._settle(session, invoice, deposit, utcnow())
+            await session.flush()
+            return True
+        if deposit.status != CREDITED:
             return False
         original = await session.get_one(JournalTransaction, deposit.credit_transaction_id)
         legs = []
@@ -147,7 +225,7 @@ class DepositService:
                 if taken < leg.amount:
                     debt = await ledger.account(
                         session, AccountKind.MERCHANT_DEBT, leg.account.currency,
-                        owner=leg.account.owner,
+                        owner=leg.account.owner, network=leg.account.network,
                     )  # fmt: skip
                     legs.append(ledger.Leg(debt, taken - leg.amount))
             else:
@@ -155,22 +233,79 @@ class DepositService:
         booked = await ledger.post(
             session,
             "deposit_reversal",
-            f"reversal:{network}:{txid}:{output_index}",
+            reversal_reference(deposit),
             legs,
             reverses=original,
         )
         now = utcnow()
-        deposit.status = "reversed"
+        deposit.status = REVERSED
         deposit.reversal_transaction_id = booked.transaction.id
         deposit.reversed_at = now
-        if deposit.invoice_id is not None:
-            invoice = await session.get_one(Invoice, deposit.invoice_id, with_for_update=True)
-            if deposit.currency == invoice.payer_currency:
-                invoice.txid = None if invoice.txid == txid else invoice.txid
-                if self.invoices.apply_payment(invoice, -deposit.amount, now):
-                    await self.invoices.announce(session, invoice)
+        invoice = await self._invoice(session, deposit)
+        if invoice is not None and deposit.currency == invoice.payer_currency:
+            invoice.payment_amount = MONEY.subtract(invoice.payment_amount or Decimal(0),
+                                                    deposit.amount)  # fmt: skip
+            if invoice.txid == deposit.txid:
+                invoice.txid = None
+            await self._settle(session, invoice, deposit, now, taken_back=True)
         await session.flush()
         return True
+
+    async def reverse(
+        self, session: AsyncSession, network: str, txid: str, output_index: int
+    ) -> bool:
+        """Undo a credited deposit (its block left the chain). False if there is nothing
+        to undo. What the merchant's balance cannot cover becomes the merchant's debt,
+        settled by later deposits: no balance goes below zero."""
+        deposit = await self._find(session, network, txid, output_index, lock=True)
+        if deposit is None or deposit.status != CREDITED:
+            return False
+        return await self.withdraw(session, deposit)
+
+    # ------------------------------------------------------------------ invoice status
+    async def _settle(
+        self,
+        session: AsyncSession,
+        invoice: Invoice,
+        deposit: Deposit,
+        now: datetime,
+        *,
+        report_late: bool = False,
+        taken_back: bool = False,
+    ) -> None:
+        """Bring the invoice's status in line with its deposits and announce a change.
+
+        An invoice that was final does not go back to `confirm_check` for a late transfer:
+        it moves when that transfer is credited, and the credit is announced even when the
+        status stays (the merchant received money). Only money taken back (a reversal)
+        reopens it, and then a transfer still waiting for confirmations counts."""
+        if deposit.currency != invoice.payer_currency:
+            return
+        was_final = is_final(invoice.status)
+        pending = (not was_final or taken_back) and await session.scalar(
+            select(
+                exists().where(
+                    Deposit.invoice_id == invoice.id,
+                    Deposit.status == SEEN,
+                    Deposit.currency == invoice.payer_currency,
+                )
+            )
+        )
+        changed = self.invoices.settle(invoice, now, pending=bool(pending))
+        if changed or (report_late and was_final):
+            await self.invoices.announce(session, invoice)
+
+    @staticmethod
+    async def _invoice(session: AsyncSession, deposit: Deposit) -> Invoice | None:
+        if deposit.invoice_id is None:
+            return None
+        return await session.get_one(Invoice, deposit.invoice_id, with_for_update=True)
+
+    @staticmethod
+    async def _status_of(session: AsyncSession, deposit: Deposit) -> str | None:
+        if deposit.invoice_id is None:
+            return None
+        return await session.scalar(select(Invoice.status).where(Invoice.id == deposit.invoice_id))
 
     # ------------------------------------------------------------------ helpers
     async def _credit_legs(
@@ -179,20 +314,23 @@ class DepositService:
         """Holdings up by the amount; the merchant gets it less commission, first paying
         back any debt a reversal left."""
         currency, merchant = deposit.currency, deposit.merchant_id
+        book = ledger_book(deposit.network)
         holdings = await ledger.account(
             session, AccountKind.ONCHAIN_HOLDINGS, currency, network=deposit.network
         )
         business = await ledger.account(
-            session, AccountKind.MERCHANT_BUSINESS, currency, owner=merchant
+            session, AccountKind.MERCHANT_BUSINESS, currency, owner=merchant, network=book
         )
-        revenue = await ledger.account(session, AccountKind.PLATFORM_COMMISSION, currency)
+        revenue = await ledger.account(
+            session, AccountKind.PLATFORM_COMMISSION, currency, network=book
+        )
         merchant_part = MONEY.subtract(deposit.amount, commission)
         legs = [
             ledger.Leg(holdings, -deposit.amount),
             ledger.Leg(revenue, commission),
         ]
         debt_account = await ledger.find_account(
-            session, AccountKind.MERCHANT_DEBT, currency, owner=merchant
+            session, AccountKind.MERCHANT_DEBT, currency, owner=merchant, network=book
         )
         owed = await ledger.balance(session, debt_account) if debt_account else Decimal(0)
         repaid = min(owed, merchant_part)

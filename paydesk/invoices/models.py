@@ -18,6 +18,7 @@ class Invoice(Base):
         Index("ix_invoices_merchant_id_id", "merchant_id", "id"),
         Index("ix_invoices_merchant_id_created_at", "merchant_id", "created_at"),
         Index("ix_invoices_status_expired_at", "status", "expired_at"),
+        Index("ix_invoices_network_address", "network", "address"),
     )
 
     # Sequential key for keyset pagination; `uuid` is the public id.

@@ -33,7 +33,13 @@ from paydesk.discounts.service import DiscountBook
 from paydesk.invoices import pricing
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.schemas import CoinChoice, HistoryFilter, InvoiceDraft
-from paydesk.invoices.status import FINAL, ON_EXPIRY, InvoiceStatus, check_transition, is_final
+from paydesk.invoices.status import (
+    ON_EXPIRY,
+    SETTLED_BY_DEPOSITS,
+    InvoiceStatus,
+    check_transition,
+    is_final,
+)
 from paydesk.money import MONEY, percent_of, quantum, round_half_up
 from paydesk.pagination import Cursor, Page, keyset_page
 from paydesk.rates.service import RatesService, RateUnavailable
@@ -337,16 +343,15 @@ class InvoiceService:
         await session.flush()
 
     # ---------------------------------------------------------------- payments
-    def apply_payment(self, invoice: Invoice, amount: Decimal, now: datetime) -> bool:
-        """Count a credited (or, negative, a reversed) deposit; True when the status
-        changed. A settled invoice keeps its status when more arrives (the money is
-        still credited); only a reversal moves it back."""
-        invoice.payment_amount = (invoice.payment_amount or Decimal(0)) + amount
-        invoice.updated_at = now
+    def settle(self, invoice: Invoice, now: datetime, *, pending: bool = False) -> bool:
+        """Move the invoice to what its credited total (and any transfer still waiting
+        for confirmations) makes of it; True when the status changed. Refunds, failures
+        and an AML lock are left alone: deposits do not decide those."""
         current = InvoiceStatus(invoice.status)
-        if amount > 0 and current in FINAL:
+        if current not in SETTLED_BY_DEPOSITS:
             return False
-        target = status_for_payment(invoice, now)
+        invoice.updated_at = now
+        target = status_for_payment(invoice, now, pending=pending)
         if target == current:
             return False
         self.transition(invoice, target, now)
@@ -537,9 +542,10 @@ def _column_values(invoice: Invoice) -> dict[str, Any]:
     return {key: getattr(invoice, key) for key in _INVOICE_COLUMNS}
 
 
-def status_for_payment(invoice: Invoice, now: datetime) -> InvoiceStatus:
+def status_for_payment(invoice: Invoice, now: datetime, *, pending: bool = False) -> InvoiceStatus:
     """What the received total makes of an invoice: over, paid (within the tolerated
-    `accuracy_payment_percent`), under (waiting for a top-up while allowed), or unpaid."""
+    `accuracy_payment_percent`), a transfer waiting for confirmations, under (waiting for a
+    top-up while allowed), or unpaid."""
     received = invoice.payment_amount or Decimal(0)
     due = invoice.payer_amount
     assert due is not None, "only priced invoices receive deposits"
@@ -548,6 +554,8 @@ def status_for_payment(invoice: Invoice, now: datetime) -> InvoiceStatus:
     tolerated = due - percent_of(due, invoice.accuracy_payment_percent)
     if received >= tolerated:
         return InvoiceStatus.PAID
+    if pending:
+        return InvoiceStatus.CONFIRM_CHECK
     expired = invoice.expired_at <= now
     if received > 0:
         waiting = invoice.is_payment_multiple and not expired

@@ -51,31 +51,38 @@ ON_EXPIRY: dict[InvoiceStatus, InvoiceStatus] = {
 
 _SETTLED = frozenset({S.PAID, S.PAID_OVER, S.WRONG_AMOUNT})
 _IN_FLIGHT_EXITS = _SETTLED | {S.WRONG_AMOUNT_WAITING, S.FAIL, S.SYSTEM_FAIL, S.LOCKED}
-_AFTER_REVERSAL = _SETTLED | {S.CHECK, S.CANCEL, S.WRONG_AMOUNT_WAITING}
+#: Where deposits can move an invoice that was already final: a reversal (its block was
+#: orphaned) takes money back, a late or extra payment adds some.
+_RECOMPUTED = _SETTLED | {S.CHECK, S.CANCEL, S.CONFIRM_CHECK, S.WRONG_AMOUNT_WAITING}
 
 TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
     S.CHECK: frozenset({S.PROCESS, S.CONFIRM_CHECK, S.CANCEL} | _IN_FLIGHT_EXITS),
     S.PROCESS: frozenset({S.CONFIRM_CHECK, S.CANCEL} | _IN_FLIGHT_EXITS),
-    S.CONFIRM_CHECK: frozenset({S.CHECK} | _IN_FLIGHT_EXITS),
-    # Back to unpaid (or expired unpaid) when its only deposit is reversed.
+    # Back to unpaid when the seen transfer vanished (its block orphaned), or to `cancel`
+    # when that happens after expiry.
+    S.CONFIRM_CHECK: frozenset({S.CHECK, S.CANCEL} | _IN_FLIGHT_EXITS),
     S.WRONG_AMOUNT_WAITING: frozenset(
         {S.PROCESS, S.CONFIRM_CHECK, S.CHECK, S.CANCEL} | _IN_FLIGHT_EXITS
     )
     - {S.WRONG_AMOUNT_WAITING},
     S.LOCKED: frozenset({S.CHECK, S.PROCESS, S.CONFIRM_CHECK, S.FAIL} | _SETTLED),
-    # `is_refresh` renews an invoice that expired unpaid.
-    S.CANCEL: frozenset({S.CHECK}),
-    # A settled invoice moves again only when a deposit is reversed (its block was
-    # orphaned): to whatever the remaining deposits amount to.
-    S.PAID: frozenset({S.REFUND_PROCESS} | (_AFTER_REVERSAL - {S.PAID})),
-    S.PAID_OVER: frozenset({S.REFUND_PROCESS} | (_AFTER_REVERSAL - {S.PAID_OVER})),
-    S.WRONG_AMOUNT: frozenset({S.REFUND_PROCESS} | (_AFTER_REVERSAL - {S.WRONG_AMOUNT})),
+    # `is_refresh` renews an invoice that expired unpaid; a payment arriving after expiry
+    # is credited and settles it for what arrived.
+    S.CANCEL: frozenset({S.CHECK} | _SETTLED),
+    S.PAID: frozenset({S.REFUND_PROCESS} | (_RECOMPUTED - {S.PAID})),
+    S.PAID_OVER: frozenset({S.REFUND_PROCESS} | (_RECOMPUTED - {S.PAID_OVER})),
+    S.WRONG_AMOUNT: frozenset({S.REFUND_PROCESS} | (_RECOMPUTED - {S.WRONG_AMOUNT})),
     S.REFUND_PROCESS: frozenset({S.REFUND_PAID, S.REFUND_FAIL}),
     S.REFUND_FAIL: frozenset({S.REFUND_PROCESS}),
     S.REFUND_PAID: frozenset(),
     S.FAIL: frozenset(),
     S.SYSTEM_FAIL: frozenset(),
 }
+
+#: Statuses whose next status the deposits decide (`InvoiceService.settle`).
+SETTLED_BY_DEPOSITS: frozenset[InvoiceStatus] = frozenset(
+    {S.CHECK, S.PROCESS, S.CONFIRM_CHECK, S.WRONG_AMOUNT_WAITING, S.CANCEL} | _SETTLED
+)
 
 
 class InvalidTransition(ValueError):

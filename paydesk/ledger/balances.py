@@ -67,6 +67,7 @@ class Balances:
         rows = await session.scalars(
             select(Account)
             .where(
+                Account.network == "",  # live money only: devnet's test book stays apart
                 (
                     (Account.kind == AccountKind.MERCHANT_BUSINESS.value)
                     & (Account.owner == str(merchant_id))
@@ -74,7 +75,7 @@ class Balances:
                 | (
                     (Account.kind == AccountKind.USER_PERSONAL.value)
                     & (Account.owner == str(user_id))
-                )
+                ),
             )
             .order_by(Account.currency)
         )

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.deposits.models import Deposit
+from paydesk.deposits.service import CREDITED, ORPHANED, REVERSED, SEEN, credit_reference
 from paydesk.invoices.models import Invoice
 from paydesk.ledger.models import NEVER_NEGATIVE, Account, JournalTransaction, Posting
 from paydesk.money import MONEY
@@ -121,9 +122,13 @@ async def _check_deposits(
         report.deposits += 1
         name = f"{deposit.network}:{deposit.txid}:{deposit.output_index}"
         credit = transactions.get(deposit.credit_transaction_id or -1)
-        if credit is None or credit.reference != f"deposit:{name}":
+        if deposit.status in (SEEN, ORPHANED):
+            if credit is not None:
+                report.add("deposit", f"unconfirmed deposit {name} has a credit transaction")
+            continue
+        if credit is None or credit.reference != credit_reference(deposit):
             report.add("deposit", f"deposit {name} has no matching credit transaction")
-        if deposit.status == "reversed":
+        if deposit.status == REVERSED:
             reversal = transactions.get(deposit.reversal_transaction_id or -1)
             if reversal is None or credit is None or reversal.reverses_id != credit.id:
                 report.add("deposit", f"reversed deposit {name} has no matching reversal")
@@ -146,7 +151,7 @@ async def _counted_deposits(session: AsyncSession) -> dict[int, Decimal]:
     rows = await session.execute(
         select(Deposit.invoice_id, Deposit.amount)
         .join(Invoice, Invoice.id == Deposit.invoice_id)
-        .where(Deposit.status == "credited", Deposit.currency == Invoice.payer_currency)
+        .where(Deposit.status == CREDITED, Deposit.currency == Invoice.payer_currency)
     )
     totals: dict[int, Decimal] = defaultdict(Decimal)
     for invoice_id, amount in rows:

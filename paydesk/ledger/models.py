@@ -57,7 +57,8 @@ class Account(Base):
     kind: Mapped[str] = mapped_column(String(32))
     #: Merchant or user id as text; "" for platform accounts.
     owner: Mapped[str] = mapped_column(String(36), default="")
-    #: Network of on-chain holdings; "" elsewhere.
+    #: Network of on-chain holdings. For the other kinds, the book: "" for live money,
+    #: "devnet" for the test money of the built-in devnet (kept apart from live balances).
     network: Mapped[str] = mapped_column(String(32), default="")
     currency: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -83,10 +83,17 @@ async def account(
 
 
 async def find_account(
-    session: AsyncSession, kind: AccountKind, currency: str, *, owner: uuid.UUID | str = ""
+    session: AsyncSession,
+    kind: AccountKind,
+    currency: str,
+    *,
+    owner: uuid.UUID | str = "",
+    network: str = "",
 ) -> Account | None:
     return await session.scalar(
-        select(Account).filter_by(kind=kind.value, owner=str(owner), network="", currency=currency)
+        select(Account).filter_by(
+            kind=kind.value, owner=str(owner), network=network, currency=currency
+        )
     )
 
 

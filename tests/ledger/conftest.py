@@ -16,7 +16,9 @@ from paydesk.ledger import service as ledger
 from paydesk.ledger.models import Account, AccountKind
 from paydesk.merchants.service import create_merchant
 
-COMMISSION_1 = '[[services]]\nnetwork = "devnet"\ncurrency = "USDT"\npercent = "1"\n'
+COMMISSION_1 = '[[services]]\nnetwork = "eth"\ncurrency = "USDT"\npercent = "1"\n'
+#: The payer's address (these tests book live money: eth, whose node they never call).
+PAYER = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
 _txids = itertools.count(1)
 
 
@@ -24,7 +26,11 @@ _txids = itertools.count(1)
 def settings_overrides(tmp_path: Path):
     catalogue = tmp_path / "commission.toml"
     catalogue.write_text(COMMISSION_1)
-    return {"catalogue_file": catalogue}
+    return {
+        "catalogue_file": catalogue,
+        "networks": ["devnet", "eth"],
+        "chain_nodes": {"eth": "http://127.0.0.1:9"},
+    }
 
 
 @pytest.fixture
@@ -34,10 +40,10 @@ async def shop(context):
 
 
 async def new_invoice(
-    context, shop, order_id="o1", amount="100", currency="USDT", **fields
+    context, shop, order_id="o1", amount="100", currency="USDT", network="eth", **fields
 ) -> Invoice:
     draft = InvoiceDraft(
-        amount=Decimal(amount), currency=currency, order_id=order_id, network="devnet", **fields
+        amount=Decimal(amount), currency=currency, order_id=order_id, network=network, **fields
     )
     async with context.db.transaction() as session:
         return (await context.invoices.create(session, shop.merchant_id, draft)).invoice
@@ -46,13 +52,13 @@ async def new_invoice(
 def transfer(invoice: Invoice, amount: str, *, txid: str | None = None, index: int = 0,
              currency: str = "USDT") -> ObservedTransfer:  # fmt: skip
     return ObservedTransfer(
-        network="devnet",
+        network="eth",
         txid=txid or f"tx{next(_txids):060d}",
         output_index=index,
         address=invoice.address,
         currency=currency,
         amount=Decimal(amount),
-        from_address="pdev1payer",
+        from_address=PAYER,
         block_height=10,
         block_hash="00" * 32,
     )

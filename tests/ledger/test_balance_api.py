@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -34,6 +35,13 @@ async def test_balance_shape(funded, context):
     assert business["currency_code"] == "USDT"
     assert business["balance_usd"] == "99.00"  # the USDT/USD peg
     assert len(business["uuid"]) == 36
+
+
+async def test_devnet_test_money_stays_out_of_the_live_balance(funded, context):
+    test = await new_invoice(context, funded.merchant, order_id="t", network="devnet")
+    await credit(context, dataclasses.replace(transfer(test, "50"), network="devnet"))
+    [entry] = await funded.result("/v1/balance")
+    assert [w["balance"] for w in entry["balance"]["merchant"]] == ["99.00000000"]
 
 
 async def test_empty_balance_has_both_arrays(api):
@@ -115,15 +123,15 @@ async def test_concurrent_transfers_never_overdraw(funded, database):
 
 
 async def test_balance_usd_at_the_default_rates(funded, context):
-    btc = await new_invoice(context, funded.merchant, order_id="btc", amount="0.5", currency="BTC")
-    await credit(context, transfer(btc, "0.5", currency="BTC"))
+    eth = await new_invoice(context, funded.merchant, order_id="eth", amount="0.5", currency="ETH")
+    await credit(context, transfer(eth, "0.5", currency="ETH"))
     [entry] = await funded.result("/v1/balance")
     usd = {w["currency_code"]: w["balance_usd"] for w in entry["balance"]["merchant"]}
-    assert usd == {"BTC": "0.00", "USDT": "99.00"}  # no BTC price known: not invented
+    assert usd == {"ETH": "0.00", "USDT": "99.00"}  # no ETH price known: not invented
     now = utcnow()
     await context.rates.store(
-        [Rate("BTC", "USDT", Decimal("90000"), source, now) for source in ("binance", "kucoin")]
+        [Rate("ETH", "USDT", Decimal("3000"), source, now) for source in ("binance", "kucoin")]
     )
     [entry] = await funded.result("/v1/balance")
     usd = {w["currency_code"]: w["balance_usd"] for w in entry["balance"]["merchant"]}
-    assert usd == {"BTC": "45000.00", "USDT": "99.00"}
+    assert usd == {"ETH": "1500.00", "USDT": "99.00"}

@@ -17,6 +17,7 @@ from paydesk.invoices.models import Invoice
 from paydesk.ledger.models import AccountKind, JournalTransaction, Posting
 from paydesk.webhooks.models import WebhookEvent
 from tests.ledger.conftest import (
+    PAYER,
     balance_of,
     credit,
     merchant_balance,
@@ -44,11 +45,9 @@ async def test_exact_payment_credits_the_merchant_less_commission(context, shop)
     assert result.credited and result.status_changed
     assert await merchant_balance(context, shop) == Decimal("99")
     assert await balance_of(context, AccountKind.PLATFORM_COMMISSION) == Decimal("1")
-    assert await balance_of(context, AccountKind.ONCHAIN_HOLDINGS, network="devnet") == Decimal(
-        "100"
-    )
+    assert await balance_of(context, AccountKind.ONCHAIN_HOLDINGS, network="eth") == Decimal("100")
     paid = await reload(context, invoice)
-    assert (paid.status, paid.payment_amount, paid.from_address) == ("paid", 100, "pdev1payer")
+    assert (paid.status, paid.payment_amount, paid.from_address) == ("paid", 100, PAYER)
     [event] = await events(context)
     assert (event.topic, event.subject_uuid, event.merchant_id) == (
         "invoice.status", invoice.uuid, shop.merchant_id,
@@ -110,14 +109,19 @@ async def test_overpayment_and_accuracy(context, shop):
     assert await balance_of(context, AccountKind.PLATFORM_COMMISSION) == Decimal("1.985")
 
 
-async def test_money_after_settlement_is_credited_without_moving_the_invoice(context, shop):
+async def test_money_after_settlement_is_credited_and_reported(context, shop):
     invoice = await new_invoice(context, shop)
     await credit(context, transfer(invoice, "100"))
-    late = await credit(context, transfer(invoice, "5"))
-    assert late.credited and not late.status_changed
-    assert (await reload(context, invoice)).status == "paid"
+    extra = await credit(context, transfer(invoice, "5"))
+    assert extra.credited and extra.status_changed
+    assert (await reload(context, invoice)).status == "paid_over"
     assert await merchant_balance(context, shop) == Decimal("103.95")
-    assert len(await events(context)) == 1
+    more = await credit(context, transfer(invoice, "1"))
+    assert more.credited and not more.status_changed
+    # paid, paid_over, and paid_over again with the new total: every credit is announced.
+    assert [e.payload["status"] for e in await events(context)] == [
+        "paid", "paid_over", "paid_over"
+    ]  # fmt: skip
 
 
 async def test_another_coin_to_the_address_is_credited_in_that_coin(context, shop):
@@ -130,7 +134,9 @@ async def test_another_coin_to_the_address_is_credited_in_that_coin(context, sho
 
 async def test_unknown_address_is_refused_and_nothing_is_written(context, shop):
     invoice = await new_invoice(context, shop)
-    stray = dataclasses.replace(transfer(invoice, "1"), address="pdev1nobody")
+    stray = dataclasses.replace(
+        transfer(invoice, "1"), address="0x000000000000000000000000000000000000dEaD"
+    )
     with pytest.raises(UnknownAddress):
         await credit(context, stray)
     assert await count(context, Deposit) == 0
@@ -144,7 +150,7 @@ async def test_reversal_restores_everything(context, shop):
     assert not await reverse(context, seen)  # once
     assert await merchant_balance(context, shop) == 0
     assert await balance_of(context, AccountKind.PLATFORM_COMMISSION) == 0
-    assert await balance_of(context, AccountKind.ONCHAIN_HOLDINGS, network="devnet") == 0
+    assert await balance_of(context, AccountKind.ONCHAIN_HOLDINGS, network="eth") == 0
     back = await reload(context, invoice)
     assert (back.status, back.payment_amount, back.txid) == ("check", 0, None)
     assert [e.payload["status"] for e in await events(context)] == ["paid", "check"]

@@ -40,7 +40,7 @@ async def wallets(context, shop) -> dict[str, Decimal]:
         "personal": await balance_of(context, AccountKind.USER_PERSONAL, owner=user),
         "debt": await balance_of(context, AccountKind.MERCHANT_DEBT, owner=owner),
         "commission": await balance_of(context, AccountKind.PLATFORM_COMMISSION),
-        "holdings": await balance_of(context, AccountKind.ONCHAIN_HOLDINGS, network="devnet"),
+        "holdings": await balance_of(context, AccountKind.ONCHAIN_HOLDINGS, network="eth"),
     }
 
 

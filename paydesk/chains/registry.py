@@ -1,0 +1,48 @@
+"""Which adapter reads which network: the catalogue says what a network is (family, chain
+id, coins and token contracts, confirmations), the settings say where its node is."""
+
+from __future__ import annotations
+
+from paydesk.catalogue.models import Network
+from paydesk.catalogue.service import Catalogue
+from paydesk.chains.adapter import ChainAdapter
+from paydesk.chains.devnet import DevnetAdapter
+from paydesk.config import Settings
+from paydesk.db import Database
+
+#: Network families Paydesk has an adapter for.
+WATCHED_FAMILIES = frozenset({"devnet", "evm"})
+
+
+class NetworkNotConfigured(ValueError):
+    pass
+
+
+def check_watchable(settings: Settings, catalogue: Catalogue) -> None:
+    """Refuse to enable a network nobody could watch: its invoices would never be paid."""
+    for code in settings.networks:
+        network = catalogue.network(code)
+        if network is None:
+            continue
+        if network.family not in WATCHED_FAMILIES:
+            raise NetworkNotConfigured(
+                f"network {code} ({network.family}) has no adapter in this Paydesk yet"
+            )
+        if network.family != "devnet" and code not in settings.chain_nodes:
+            raise NetworkNotConfigured(
+                f"network {code} is enabled but has no node: set PAYDESK_CHAIN_NODES, "
+                f'e.g. {{"{code}": "http://127.0.0.1:8545"}}'
+            )
+
+
+def build_adapter(
+    network: Network, catalogue: Catalogue, settings: Settings, db: Database
+) -> ChainAdapter:
+    if network.family == "devnet":
+        return DevnetAdapter(db)
+    if network.family == "evm":
+        from paydesk.chains.evm import EvmAdapter
+
+        services = [s for s in catalogue.services if s.network == network.code]
+        return EvmAdapter.from_catalogue(network, services, settings.chain_nodes[network.code])
+    raise NetworkNotConfigured(f"no adapter for {network.code} ({network.family})")
