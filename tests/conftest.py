@@ -31,6 +31,7 @@ from paydesk.context import Context, build_context
 from paydesk.db import Base
 from paydesk.merchants.service import IssuedMerchant, create_merchant
 from paydesk.vault import generate_master_key
+from tests.receiver import Receiver
 
 PG_ADMIN_URL = os.environ.get(
     "PAYDESK_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -257,3 +258,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 (callbacks there need `callback_allowlist`)."""
+    running = Receiver()
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
