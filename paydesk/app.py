@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from paydesk import __version__, migrations
 from paydesk.api import openapi
 from paydesk.api.cryptomus.router import router as cryptomus_router
+from paydesk.api.cryptomus.testmode import router as testmode_router
 from paydesk.config import Settings
 from paydesk.context import Context, build_context
 from paydesk.logs import configure_logging
@@ -106,6 +107,7 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
         app.state.context = context
     app.add_middleware(StripTrailingSlash)
     app.include_router(cryptomus_router)
+    app.include_router(testmode_router)
 
     @app.get("/healthz", tags=["Operations"], summary="Liveness and database reachability")
     async def healthz(request: Request) -> dict[str, Any]:

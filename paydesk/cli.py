@@ -8,17 +8,22 @@ import os
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
 from paydesk import __version__, migrations
 from paydesk.app import SchemaOutOfDate, prepare_schema
+from paydesk.chains.devnet import DEVNET, DevnetError
+from paydesk.chains.keys import BadXpub, NoKeyPath, key_path
 from paydesk.config import Settings
 from paydesk.context import Context, build_context
 from paydesk.db import ensure_sqlite_dir
+from paydesk.invoices.models import Invoice
 from paydesk.logs import configure_logging
 from paydesk.merchants import service as merchants
 from paydesk.merchants.service import KeyKind, MerchantError
@@ -56,6 +61,18 @@ webhooks_app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(webhooks_app, name="webhooks")
+keys_app = typer.Typer(
+    help="HD keys: what deposit addresses derive from.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(keys_app, name="keys")
+devnet_app = typer.Typer(
+    help="The built-in devnet test chain: pay, mine, reorganise.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(devnet_app, name="devnet")
 
 console = Console()
 errors = Console(stderr=True)
@@ -508,3 +525,151 @@ def _merchant_id(text: str) -> uuid.UUID:
     except ValueError:
         errors.print(f"[red]error:[/red] not a merchant uuid: {text}")
         raise typer.Exit(1) from None
+
+
+# --------------------------------------------------------------------------- keys
+@keys_app.command("xpub")
+def keys_xpub(
+    network: Annotated[str, typer.Argument(help="Network code, e.g. eth, btc, tron.")],
+) -> None:
+    """Print the account-level extended public key of a network: a watch-only wallet that
+    imports it sees every deposit address Paydesk hands out there."""
+    code = network.lower()
+    try:
+        path = key_path(code)
+    except NoKeyPath:
+        errors.print(f"[red]error:[/red] addresses of {code} do not derive from an HD key")
+        raise typer.Exit(1) from None
+
+    async def work(context: Context) -> str:
+        async with context.db.transaction() as session:
+            await context.addresses.keys.load(session)
+        return context.addresses.keys.xpub(code)
+
+    xpub = _with_context(work)
+    errors.print(f"path {path.describe()}")
+    typer.echo(xpub)
+
+
+@merchant_app.command("xpub")
+def merchant_xpub(
+    merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],
+    network: Annotated[str, typer.Argument(help="Network code, e.g. eth.")],
+    xpub: Annotated[
+        str | None,
+        typer.Argument(help="Account-level xpub of the merchant's own wallet."),
+    ] = None,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Go back to Paydesk's own addresses.")
+    ] = False,
+) -> None:
+    """Watch-only mode: the merchant's invoices on NETWORK get addresses of its own wallet
+    (derived from its xpub), so payments go straight to it and Paydesk holds no key."""
+    merchant_id = _merchant_id(merchant)
+    if (xpub is None) != remove:
+        errors.print("[red]error:[/red] give an XPUB, or --remove")
+        raise typer.Exit(1)
+
+    async def work(context: Context) -> str | None:
+        async with context.db.transaction() as session:
+            return await context.addresses.register_xpub(
+                session, merchant_id, network.lower(), xpub
+            )
+
+    try:
+        first = _with_context(work)
+    except BadXpub as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if first is None:
+        console.print(f"{network}: back to Paydesk's own addresses.")
+    else:
+        console.print(f"{network}: new invoices get addresses of this wallet; first: {first}")
+
+
+# --------------------------------------------------------------------------- devnet
+@devnet_app.command("pay")
+def devnet_pay(
+    address: Annotated[str, typer.Argument(help="A devnet address (an invoice's `address`).")],
+    amount: Annotated[str, typer.Argument(help="Amount in whole coins, e.g. 20 or 0.5.")],
+    currency: Annotated[
+        str | None,
+        typer.Option(help="Devnet coin; default: the coin of the invoice at ADDRESS."),
+    ] = None,
+    mine: Annotated[bool, typer.Option(help="Mine a block at once instead of waiting.")] = False,
+) -> None:
+    """Send test coins on devnet, as a payer's wallet would."""
+    try:
+        value = Decimal(amount)
+    except ArithmeticError:
+        errors.print(f"[red]error:[/red] not an amount: {amount}")
+        raise typer.Exit(1) from None
+
+    async def work(context: Context) -> tuple[str, str, int | None]:
+        _need_devnet(context)
+        async with context.db.transaction() as session:
+            code = currency or await session.scalar(
+                select(Invoice.payer_currency).where(
+                    Invoice.network == DEVNET, Invoice.address == address
+                )
+            )
+            if code is None:
+                raise DevnetError("no invoice has this address: say which coin with --currency")
+            sent = await context.devnet.send(session, address, value, code)
+            height = (await context.devnet.mine(session))[0].height if mine else None
+        return sent.txid, sent.currency, height
+
+    try:
+        txid, code, height = _with_context(work)
+    except DevnetError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    where = f"mined in block {height}" if height is not None else "in the mempool"
+    console.print(f"sent {value} {code} to {address}: {txid} ({where})")
+
+
+@devnet_app.command("mine")
+def devnet_mine(
+    blocks: Annotated[int, typer.Argument(min=1, max=10_000, help="How many blocks.")] = 1,
+) -> None:
+    """Produce blocks now (the worker also produces one every PAYDESK_DEVNET_BLOCK_SECONDS)."""
+
+    async def work(context: Context) -> int:
+        _need_devnet(context)
+        async with context.db.transaction() as session:
+            return (await context.devnet.mine(session, blocks))[-1].height
+
+    try:
+        tip = _with_context(work)
+    except DevnetError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"devnet tip: block {tip}")
+
+
+@devnet_app.command("reorg")
+def devnet_reorg(
+    blocks: Annotated[int, typer.Argument(min=1, help="How many of the last blocks.")],
+    drop: Annotated[
+        bool, typer.Option("--drop", help="Their transfers vanish (a double spend).")
+    ] = False,
+) -> None:
+    """Replace the last BLOCKS blocks by a longer branch; payments in them are reversed,
+    and credited again if their transfers return in the new branch."""
+
+    async def work(context: Context) -> int:
+        _need_devnet(context)
+        async with context.db.transaction() as session:
+            return (await context.devnet.reorganize(session, blocks, drop=drop))[-1].height
+
+    try:
+        tip = _with_context(work)
+    except DevnetError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"reorganised the last {blocks} block(s); devnet tip: block {tip}")
+
+
+def _need_devnet(context: Context) -> None:
+    if not context.addresses.serves(DEVNET):
+        raise DevnetError("the devnet is switched off (PAYDESK_NETWORKS does not include it)")

@@ -46,6 +46,10 @@ class ChainUnavailable(ConnectionError):
     """The node did not answer, or answered with an error: try again later."""
 
 
+class ChainMismatch(RuntimeError):
+    """The node serves another chain than the network is configured for."""
+
+
 class ChainAdapter(Protocol):
     """One network's node, seen through what Paydesk needs of it."""
 
@@ -66,6 +70,10 @@ class ChainAdapter(Protocol):
 
     async def pending(self) -> list[Transfer]:
         """Transfers waiting to be mined (empty where the node does not show them)."""
+        ...
+
+    async def check_node(self) -> None:
+        """Raise ChainMismatch when the node serves another chain than configured."""
         ...
 
     def normalize_address(self, address: str) -> str | None:

@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import bech32
 from sqlalchemy import delete, func, select, text, update
@@ -28,6 +29,10 @@ from paydesk.chains.adapter import Block, BlockHeader, Transfer
 from paydesk.chains.models import DevnetBlock, DevnetTransaction
 from paydesk.db import Database, utcnow
 from paydesk.money import quantum
+
+if TYPE_CHECKING:  # the invoice service itself hands out devnet addresses
+    from paydesk.invoices.models import Invoice
+    from paydesk.invoices.service import InvoiceService
 
 DEVNET = "devnet"
 DEVNET_HRP = "pdev"
@@ -182,6 +187,33 @@ class Devnet:
         session.expire_all()
         return await self.mine(session, depth + 1)
 
+    async def pay_invoice(
+        self,
+        session: AsyncSession,
+        invoice: Invoice,
+        invoices: InvoiceService,
+        *,
+        amount: Decimal | None = None,
+        currency: str | None = None,
+        late: bool = False,
+    ) -> DevnetTransaction:
+        """What a payer would do, for the merchant's test mode: send the invoice's coin (or
+        `currency`, to see a wrong token) to its address — by default what is still due;
+        `late` first lets the invoice expire, to see a payment after expiry."""
+        if invoice.network != DEVNET or not invoice.address or not invoice.payer_currency:
+            raise DevnetError("only an invoice with a devnet address can be paid on devnet")
+        if late:
+            now = utcnow()
+            if invoice.expired_at > now:
+                invoice.expired_at = now
+            await invoices.expire_if_due(session, invoice, now)
+        if amount is None:
+            assert invoice.payer_amount is not None
+            amount = invoice.payer_amount - (invoice.payment_amount or Decimal(0))
+            if amount <= 0:
+                raise DevnetError("nothing is due on this invoice: give an amount")
+        return await self.send(session, invoice.address, amount, currency or invoice.payer_currency)
+
 
 async def _lock_chain(session: AsyncSession) -> None:
     """One producer at a time (SQLite's write lock does this by itself)."""
@@ -240,6 +272,9 @@ class DevnetAdapter:
                 .order_by(DevnetTransaction.id)
             )
             return [_transfer(row) for row in rows]
+
+    async def check_node(self) -> None:
+        return None  # the devnet is this database: nothing else it could be
 
     def normalize_address(self, address: str) -> str | None:
         return address if DevnetAddresses.is_valid(address) else None

@@ -34,6 +34,7 @@ from paydesk.chains.adapter import (
     NATIVE_VALUE_INDEX,
     Block,
     BlockHeader,
+    ChainMismatch,
     ChainUnavailable,
     Transfer,
 )
@@ -53,10 +54,6 @@ _UNAVAILABLE = (
     json.JSONDecodeError,
     Web3Exception,
 )
-
-
-class ChainMismatch(RuntimeError):
-    """The node serves another chain than the network is configured for."""
 
 
 def units_to_amount(value: int, decimals: int) -> Decimal:
@@ -156,6 +153,9 @@ class EvmAdapter:
             self._session = None
 
     # ------------------------------------------------------------------ reads
+    async def check_node(self) -> None:
+        await self.check_chain_id()
+
     async def check_chain_id(self) -> int:
         """The node's chain id; raises ChainMismatch if it is not the configured one."""
         await self._connect()

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cachetools import TTLCache
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.catalogue.service import Catalogue
 from paydesk.chains.devnet import DEVNET_SEED, DevnetAddresses
-from paydesk.chains.keys import KEY_PATHS, KeyRing, XpubDeriver, watch_only_account
+from paydesk.chains.keys import KEY_PATHS, BadXpub, KeyRing, XpubDeriver, watch_only_account
 from paydesk.chains.models import MASTER_KEY_OWNER, AddressCounter, DepositAddress, MerchantXpub
 from paydesk.db import dialect_insert, utcnow
 from paydesk.vault import Vault
@@ -119,8 +119,43 @@ class AddressBook:
         self._watch_only[key] = deriver
         return deriver
 
-    def forget_merchant(self, merchant_id: uuid.UUID, network: str) -> None:
+    async def register_xpub(
+        self, session: AsyncSession, merchant_id: uuid.UUID, network: str, xpub: str | None
+    ) -> str | None:
+        """Give a merchant its own wallet on `network` (watch-only: later invoices there get
+        addresses derived from its xpub), or with None go back to Paydesk's addresses.
+        Returns the first address the xpub yields, for the merchant to compare with its
+        wallet. Addresses already handed out stay as they are."""
+        if network not in self._networks or network not in KEY_PATHS:
+            raise BadXpub(f"network {network} takes no xpub (enabled HD networks only)")
+        await session.execute(
+            delete(MerchantXpub).where(
+                MerchantXpub.merchant_id == merchant_id, MerchantXpub.network == network
+            )
+        )
         self._watch_only.pop((merchant_id, network), None)
+        if xpub is None:
+            return None
+        account = watch_only_account(network, xpub)
+        canonical = account.PublicKey().ToExtended()
+        await self._keys.load(session)
+        if canonical == self._keys.xpub(network):
+            raise BadXpub("that is Paydesk's own xpub, not the merchant's wallet")
+        others = await session.scalars(
+            select(MerchantXpub.xpub_encrypted).where(MerchantXpub.network == network)
+        )
+        if any(self._vault.decrypt(other) == canonical for other in others):
+            raise BadXpub("another merchant already uses this xpub")
+        session.add(
+            MerchantXpub(
+                merchant_id=merchant_id,
+                network=network,
+                xpub_encrypted=self._vault.encrypt(canonical),
+                created_at=utcnow(),
+            )
+        )
+        await session.flush()
+        return XpubDeriver(account).derive(0)
 
     async def release(self, session: AsyncSession, network: str, address: str) -> None:
         """Return an address claimed in this transaction to the pool, unused."""

@@ -27,7 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.background import sleep_or_stop
 from paydesk.catalogue.models import Network
-from paydesk.chains.adapter import Block, BlockHeader, ChainAdapter, ChainUnavailable, Transfer
+from paydesk.chains.adapter import (
+    Block,
+    BlockHeader,
+    ChainAdapter,
+    ChainMismatch,
+    ChainUnavailable,
+    Transfer,
+)
 from paydesk.chains.models import ChainBlock, ChainCursor, DepositAddress
 from paydesk.context import Context
 from paydesk.db import dialect_insert, utcnow
@@ -399,9 +406,13 @@ async def run_watcher(
     backing off while the node is unreachable."""
     backoff = poll_seconds
     leased = True
+    checked = False
     while not stop.is_set():
         started = time.monotonic()
         try:
+            if not checked:
+                await watcher.adapter.check_node()
+                checked = True
             if leased and before_step is not None:
                 await before_step()
             result = await watcher.step()
@@ -409,6 +420,9 @@ async def run_watcher(
             backoff = poll_seconds
             if result.blocks or result.rolled_back:
                 continue
+        except ChainMismatch as exc:
+            log.error("watcher.wrong_chain", network=watcher.code, error=str(exc))
+            break
         except ChainUnavailable as exc:
             log.warning("watcher.node_unavailable", network=watcher.code, error=str(exc))
             backoff = min(backoff * 2, 60.0)

@@ -128,7 +128,7 @@ class InvoiceService:
         if invoice.network and invoice.payer_currency:
             # Claimed first, so the insert runs in the transaction the claim opened.
             invoice.address = await self.addresses.allocate(
-                session, invoice.network, ADDRESS_PURPOSE
+                session, invoice.network, ADDRESS_PURPOSE, merchant_id
             )
         invoice_id = await _insert_unless_order_exists(connection, _column_values(invoice))
         if invoice_id is None:
@@ -163,6 +163,9 @@ class InvoiceService:
             return invoice
         if not self.addresses.serves(invoice.network):
             return None
+        async with db.reader() as session:
+            if await self.addresses.merchant_deriver(session, merchant_id, invoice.network):
+                return None  # the merchant's own wallet: derived in a transaction
         values.update(claim_values(invoice.network, ADDRESS_PURPOSE))
         row = await db.run_alone(_CLAIM_AND_INSERT_ALONE, values)
         if row["id"] is None:
@@ -338,7 +341,7 @@ class InvoiceService:
             await self._price(invoice, _Resolved(invoice.payer_currency, invoice.network, service))
         if invoice.address is not None and invoice.network is not None:
             invoice.address = await self.addresses.allocate(
-                session, invoice.network, ADDRESS_PURPOSE
+                session, invoice.network, ADDRESS_PURPOSE, invoice.merchant_id
             )
         await session.flush()
 
