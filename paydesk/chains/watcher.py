@@ -110,9 +110,9 @@ class Watcher:
                 current = await self.adapter.headers(cursor.height, cursor.height)
                 if not current or current[0].hash != cursor.hash:
                     return await self._roll_back(cursor)
-                return await self._follow_mempool()
+                return await self._follow_mempool(cursor.height)
         if tip <= cursor.height:
-            return await self._follow_mempool()
+            return await self._follow_mempool(cursor.height)
 
         end = min(tip, cursor.height + self.batch_blocks)
         blocks = await self.adapter.blocks(cursor.height + 1, end)
@@ -164,11 +164,14 @@ class Watcher:
             )
         return StepResult(blocks=len(blocks), deposits_seen=seen, deposits_credited=credited)
 
-    async def _follow_mempool(self) -> StepResult:
+    async def _follow_mempool(self, cursor_height: int) -> StepResult:
         """At the tip: show transfers still in the mempool, forget vanished ones."""
         if not getattr(self.adapter, "has_mempool", False):
             return StepResult()
         pending = await self.adapter.pending()
+        # A transfer missing from the mempool may just have been mined: only when no new
+        # block arrived meanwhile does "missing" mean gone.
+        settled = await self.adapter.tip() == cursor_height
         seen = 0
         async with self.context.db.transaction() as session:
             if not await self._advance(session, None):
@@ -196,7 +199,7 @@ class Watcher:
                 )
                 .with_for_update()
             )
-            for deposit in vanished.all():
+            for deposit in vanished.all() if settled else ():
                 if (deposit.txid, deposit.output_index) not in keys:
                     await self.context.deposits.withdraw(session, deposit)
         return StepResult(deposits_seen=seen)
