@@ -26,7 +26,7 @@ from paydesk.invoices.models import Invoice
 from paydesk.invoices.service import InvoiceService
 from paydesk.invoices.status import is_final
 from paydesk.ledger import service as ledger
-from paydesk.ledger.models import AccountKind, JournalTransaction
+from paydesk.ledger.models import Account, AccountKind, JournalTransaction, Posting
 from paydesk.money import MONEY, percent_of, round_half_up
 
 SEEN = "seen"
@@ -188,6 +188,7 @@ class DepositService:
             if deposit.from_address:
                 invoice.from_address = deposit.from_address
             invoice.txid = deposit.txid
+            await self._read_received(session, invoice)
             await self._settle(session, invoice, deposit, now, report_late=True)
         await session.flush()
         return True
@@ -247,6 +248,7 @@ class DepositService:
                                                     deposit.amount)  # fmt: skip
             if invoice.txid == deposit.txid:
                 invoice.txid = None
+            await self._read_received(session, invoice)
             await self._settle(session, invoice, deposit, now, taken_back=True)
         await session.flush()
         return True
@@ -294,6 +296,31 @@ class DepositService:
         changed = self.invoices.settle(invoice, now, pending=bool(pending))
         if changed or (report_late and was_final):
             await self.invoices.announce(session, invoice)
+
+    @staticmethod
+    async def _read_received(session: AsyncSession, invoice: Invoice) -> None:
+        """The invoice's received commission and merchant amount, from the journal
+        transactions of its credited deposits."""
+        await session.flush()
+        commissions = (
+            await session.scalars(
+                select(Posting.amount)
+                .join(Account, Account.id == Posting.account_id)
+                .join(Deposit, Deposit.credit_transaction_id == Posting.transaction_id)
+                .where(
+                    Deposit.invoice_id == invoice.id,
+                    Deposit.status == CREDITED,
+                    Deposit.currency == invoice.payer_currency,
+                    Account.kind == AccountKind.PLATFORM_COMMISSION.value,
+                )
+            )
+        ).all()
+        if not invoice.payment_amount:
+            invoice.received_commission = invoice.received_merchant_amount = None
+            return
+        commission = sum(commissions, Decimal(0))
+        invoice.received_commission = commission
+        invoice.received_merchant_amount = MONEY.subtract(invoice.payment_amount, commission)
 
     @staticmethod
     async def _invoice(session: AsyncSession, deposit: Deposit) -> Invoice | None:

@@ -59,6 +59,11 @@ class Invoice(Base):
 
     # What happened on chain.
     payment_amount: Mapped[Decimal | None] = mapped_column(Amount)
+    #: What the credited deposits actually gave the merchant and the platform, read from
+    #: the ledger (null until something is credited): an over- or underpayment moves them
+    #: away from the quoted `merchant_amount` and `commission`.
+    received_merchant_amount: Mapped[Decimal | None] = mapped_column(Amount)
+    received_commission: Mapped[Decimal | None] = mapped_column(Amount)
     from_address: Mapped[str | None] = mapped_column(String(128))
     txid: Mapped[str | None] = mapped_column(String(128))
 
@@ -66,3 +71,16 @@ class Invoice(Base):
     expired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def merchant_amount_now(self) -> Decimal | None:
+        """What the merchant got once money arrived, what it will get before."""
+        if self.received_merchant_amount is not None:
+            return self.received_merchant_amount
+        return self.merchant_amount
+
+    @property
+    def commission_now(self) -> Decimal | None:
+        if self.received_commission is not None:
+            return self.received_commission
+        return self.commission

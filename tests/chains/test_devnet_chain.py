@@ -175,6 +175,7 @@ async def test_overpay_and_the_wrong_token(api, context, merchant):
     await follow(watcher)
     over = await status(api, invoice)
     assert (over["payment_status"], over["payment_amount"]) == ("paid_over", "100.50000000")
+    assert (over["merchant_amount"], over["commission"]) == ("100.50000000", "0.00000000")
     async with context.db.reader() as session:
         usdc = await session.scalar(
             select(Account).filter_by(

@@ -99,7 +99,13 @@ async def test_underpayment_without_top_up_is_final(context, shop):
 async def test_overpayment_and_accuracy(context, shop):
     over = await new_invoice(context, shop, order_id="over")
     await credit(context, transfer(over, "100.5"))
-    assert (await reload(context, over)).status == "paid_over"
+    paid_over = await reload(context, over)
+    assert paid_over.status == "paid_over"
+    # Quoted 99 + 1; what the ledger booked for 100.5 is 99.495 + 1.005.
+    assert (paid_over.merchant_amount, paid_over.commission) == (99, 1)
+    assert (paid_over.merchant_amount_now, paid_over.commission_now) == (
+        Decimal("99.495"), Decimal("1.005")
+    )  # fmt: skip
     tolerant = await new_invoice(
         context, shop, order_id="tol", accuracy_payment_percent=Decimal("2")
     )

@@ -116,12 +116,18 @@ def upgrade() -> None:
         )
 
     with op.batch_alter_table("invoices", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("received_merchant_amount", paydesk.db.Amount(), nullable=True)
+        )
+        batch_op.add_column(sa.Column("received_commission", paydesk.db.Amount(), nullable=True))
         batch_op.create_index("ix_invoices_network_address", ["network", "address"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("invoices", schema=None) as batch_op:
         batch_op.drop_index("ix_invoices_network_address")
+        batch_op.drop_column("received_commission")
+        batch_op.drop_column("received_merchant_amount")
 
     with op.batch_alter_table("deposits", schema=None) as batch_op:
         batch_op.drop_index("ix_deposits_network_status_height")
