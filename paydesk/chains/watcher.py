@@ -149,8 +149,17 @@ class Watcher:
                 )
             )
             deepest = last.height - self.network.confirmations + 1
+            # One lookup for the whole batch, then the matches in chain order.
+            watched = {
+                (t.txid, t.output_index)
+                for t in await self._watched(
+                    session, (t for block in blocks for t in block.transfers)
+                )
+            }
             for block in blocks:
-                for transfer in await self._watched(session, block.transfers):
+                for transfer in block.transfers:
+                    if (transfer.txid, transfer.output_index) not in watched:
+                        continue
                     await self.context.deposits.observe(
                         session,
                         self._observed(transfer, block.header),
