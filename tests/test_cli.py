@@ -134,3 +134,46 @@ def test_blocking_a_merchant(env):
     assert created.json()["state"] == 0
     unknown = run_cli("merchant", "block", str(uuid.uuid4()), "--payouts", env=env)
     assert unknown.returncode == 1 and "no merchant" in unknown.stderr
+
+
+def test_keys_and_watch_only(env):
+    env = {
+        **env,
+        "PAYDESK_NETWORKS": "devnet,eth",
+        "PAYDESK_CHAIN_NODES": '{"eth": "http://127.0.0.1:9"}',
+    }
+    first = run_cli("keys", "xpub", "eth", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("xpub") and "m/44'/60'/0'/0/<index>" in first.stderr
+    assert run_cli("keys", "xpub", "eth", env=env).stdout == first.stdout  # one seed, kept
+    assert run_cli("keys", "xpub", "devnet", env=env).returncode == 1
+
+    merchant = json.loads(run_cli("merchant", "create", "--name", "S", "--email", "s@s.test",
+                                  "--json", env=env).stdout)  # fmt: skip
+    own = run_cli("merchant", "xpub", merchant["merchant"], "eth", first.stdout.strip(), env=env)
+    assert own.returncode == 1 and "own xpub" in own.stderr
+    wallet = ("xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsB"
+              "ngh5GFZaM6si3yZdUsT8ddYM3PwnATt")  # fmt: skip
+    done = run_cli("merchant", "xpub", merchant["merchant"], "eth", wallet, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "0x9858EfFD232B4033E47d90003D41EC34EcaEda94" in done.stdout
+    removed = run_cli("merchant", "xpub", merchant["merchant"], "eth", "--remove", env=env)
+    assert removed.returncode == 0 and "back to Paydesk" in removed.stdout
+
+
+def test_devnet_commands(env):
+    assert run_cli("devnet", "mine", "3", env=env).stdout.strip() == "devnet tip: block 2"
+    sent = run_cli("devnet", "pay", "pdev1nothere", "1", "--currency", "USDT", env=env)
+    assert sent.returncode == 1 and "not a devnet address" in sent.stderr
+    reorg = run_cli("devnet", "reorg", "2", "--drop", env=env)
+    assert reorg.returncode == 0 and "devnet tip: block 3" in reorg.stdout
+    off = run_cli(
+        "devnet",
+        "mine",
+        env={
+            **env,
+            "PAYDESK_NETWORKS": "eth",
+            "PAYDESK_CHAIN_NODES": '{"eth": "http://127.0.0.1:9"}',
+        },
+    )
+    assert off.returncode == 1 and "switched off" in off.stderr
