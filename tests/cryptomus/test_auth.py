@@ -269,3 +269,11 @@ async def test_blocked_merchant_is_forbidden_to_create(api: CryptomusClient, con
     response = await api.post("/v1/payment", {"amount": "15", "currency": "USD", "order_id": "1"})
     assert response.status_code == 422
     assert response.json() == {"state": 1, "message": "You are forbidden"}
+
+
+async def test_deep_json_is_refused_whatever_the_recursion_limit(api: CryptomusClient):
+    import py_ecc  # noqa: F401  (web3's dependency raises the recursion limit to 100,000)
+
+    body = b"[" * 20_000 + b"]" * 20_000
+    response = await api.post("/v1/payment", body=body)
+    assert response.json() == {"state": 1, "message": "The request body is not valid JSON"}

@@ -99,6 +99,8 @@ def parse_body(request: Request, body: bytes) -> dict[str, Any]:
     if content_type and not (content_type in _JSON_TYPES or content_type.endswith("+json")):
         raise CryptomusError("The request body must be JSON (Content-Type: application/json)", 415)
     try:
+        if _too_deep(stripped):
+            raise ValueError("nested too deep")
         data = json.loads(
             stripped.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant
         )
@@ -107,6 +109,36 @@ def parse_body(request: Request, body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CryptomusError("The request body must be a JSON object", 422)
     return data
+
+
+#: Deeper JSON than any request of the API needs. Checked before parsing, because the
+#: parser's own guard is the interpreter's recursion limit, which libraries raise (py_ecc,
+#: loaded with web3, sets 100,000): deep enough nesting would then exhaust the C stack.
+MAX_JSON_DEPTH = 32
+
+
+def _too_deep(body: bytes) -> bool:
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # every ordinary request
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
 
 
 def _reject_constant(name: str) -> Any:
