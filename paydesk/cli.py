@@ -619,11 +619,7 @@ def devnet_pay(
             height = (await context.devnet.mine(session))[0].height if mine else None
         return sent.txid, sent.currency, height
 
-    try:
-        txid, code, height = _with_context(work)
-    except DevnetError as exc:
-        errors.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    txid, code, height = _with_devnet(work)
     where = f"mined in block {height}" if height is not None else "in the mempool"
     console.print(f"sent {value} {code} to {address}: {txid} ({where})")
 
@@ -639,12 +635,7 @@ def devnet_mine(
         async with context.db.transaction() as session:
             return (await context.devnet.mine(session, blocks))[-1].height
 
-    try:
-        tip = _with_context(work)
-    except DevnetError as exc:
-        errors.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    console.print(f"devnet tip: block {tip}")
+    console.print(f"devnet tip: block {_with_devnet(work)}")
 
 
 @devnet_app.command("reorg")
@@ -662,12 +653,17 @@ def devnet_reorg(
         async with context.db.transaction() as session:
             return (await context.devnet.reorganize(session, blocks, drop=drop))[-1].height
 
+    tip = _with_devnet(work)
+    console.print(f"reorganised the last {blocks} block(s); devnet tip: block {tip}")
+
+
+def _with_devnet(work: Callable[[Context], Awaitable[T]]) -> T:
+    """`_with_context` for devnet commands: a devnet refusal is a message, not a trace."""
     try:
-        tip = _with_context(work)
+        return _with_context(work)
     except DevnetError as exc:
         errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    console.print(f"reorganised the last {blocks} block(s); devnet tip: block {tip}")
 
 
 def _need_devnet(context: Context) -> None:

@@ -10,7 +10,6 @@ node is needed to derive them, which is what makes watch-only merchants possible
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,6 @@ from bip_utils.bip.bip44_base import Bip44Base
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paydesk.catalogue.models import Network
 from paydesk.chains.models import MasterSeed
 from paydesk.db import dialect_insert, utcnow
 from paydesk.vault import Vault
@@ -177,21 +175,8 @@ class KeyRing:
             deriver = self._derivers[network] = XpubDeriver(self.account(network))
         return deriver
 
-    def private_key(self, network: str, index: int) -> bytes:
-        """The key of deposit address `index` (for moving funds out of it)."""
-        node = self.account(network).Change(Bip44Changes.CHAIN_EXT).AddressIndex(index)
-        return node.PrivateKey().Raw().ToBytes()
-
 
 async def _stored_mnemonic(session: AsyncSession) -> str | None:
     return await session.scalar(
         select(MasterSeed.mnemonic_encrypted).where(MasterSeed.name == MASTER_SEED_NAME)
     )
-
-
-def supports_keys(network: Network) -> bool:
-    return network.code in KEY_PATHS
-
-
-def merchant_key_owner(merchant_id: uuid.UUID) -> str:
-    return str(merchant_id)

@@ -330,9 +330,11 @@ class DepositService:
 
     @staticmethod
     async def _status_of(session: AsyncSession, deposit: Deposit) -> str | None:
+        """The status of the deposit's invoice, from the session (observe loaded it)."""
         if deposit.invoice_id is None:
             return None
-        return await session.scalar(select(Invoice.status).where(Invoice.id == deposit.invoice_id))
+        invoice = await session.get(Invoice, deposit.invoice_id)
+        return invoice.status if invoice is not None else None
 
     # ------------------------------------------------------------------ helpers
     async def _credit_legs(
