@@ -21,6 +21,8 @@ from paydesk.api.cryptomus.testmode import router as testmode_router
 from paydesk.config import Settings
 from paydesk.context import Context, build_context
 from paydesk.logs import configure_logging
+from paydesk.paypage.router import router as paypage_router
+from paydesk.web.templating import STATIC_PATH, Pages, static_files
 from paydesk.worker import run_workers
 
 API_PREFIXES = ("/v1/", "/v2/")
@@ -90,6 +92,9 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
             yield
         finally:
             stop.set()
+            live = getattr(app.state, "live_status", None)
+            if live is not None:
+                await live.close()
             if worker is not None:
                 with suppress(Exception):
                     await worker
@@ -108,6 +113,9 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
     app.add_middleware(StripTrailingSlash)
     app.include_router(cryptomus_router)
     app.include_router(testmode_router)
+    app.include_router(paypage_router)
+    app.mount(STATIC_PATH, static_files(), name="static")
+    app.state.pages = Pages()
 
     @app.get("/healthz", tags=["Operations"], summary="Liveness and database reachability")
     async def healthz(request: Request) -> dict[str, Any]:

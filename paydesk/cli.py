@@ -20,6 +20,7 @@ from paydesk import __version__, migrations
 from paydesk.app import SchemaOutOfDate, prepare_schema
 from paydesk.chains.devnet import DEVNET, DevnetError
 from paydesk.chains.keys import BadXpub, NoKeyPath, key_path
+from paydesk.chains.uri import parse_devnet_uri
 from paydesk.config import Settings
 from paydesk.context import Context, build_context
 from paydesk.db import ensure_sqlite_dir
@@ -590,20 +591,47 @@ def merchant_xpub(
 # --------------------------------------------------------------------------- devnet
 @devnet_app.command("pay")
 def devnet_pay(
-    address: Annotated[str, typer.Argument(help="A devnet address (an invoice's `address`).")],
-    amount: Annotated[str, typer.Argument(help="Amount in whole coins, e.g. 20 or 0.5.")],
+    address: Annotated[
+        str,
+        typer.Argument(
+            help="A devnet address (an invoice's `address`), or the `devnet:` payment URI "
+            "of its QR code (`/v1/payment/qr`), which also gives amount and coin.",
+        ),
+    ],
+    amount: Annotated[
+        str | None,
+        typer.Argument(
+            help="Amount in whole coins, e.g. 20 or 0.5; default: the URI's amount.",
+            show_default=False,
+        ),
+    ] = None,
     currency: Annotated[
         str | None,
-        typer.Option(help="Devnet coin; default: the coin of the invoice at ADDRESS."),
+        typer.Option(
+            help="Devnet coin; default: the URI's coin, else the coin of the invoice at ADDRESS."
+        ),
     ] = None,
     mine: Annotated[bool, typer.Option(help="Mine a block at once instead of waiting.")] = False,
 ) -> None:
-    """Send test coins on devnet, as a payer's wallet would."""
+    """Send test coins on devnet, as a payer's wallet would (a wallet that scanned the
+    invoice's QR code: `paydesk devnet pay 'devnet:pdev1…?amount=20&currency=USDT'`)."""
     try:
-        value = Decimal(amount)
-    except ArithmeticError:
-        errors.print(f"[red]error:[/red] not an amount: {amount}")
+        address, uri_amount, uri_currency = parse_devnet_uri(address)
+    except ValueError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    currency = currency or uri_currency
+    if amount is not None:
+        try:
+            value = Decimal(amount)
+        except ArithmeticError:
+            errors.print(f"[red]error:[/red] not an amount: {amount}")
+            raise typer.Exit(1) from None
+    elif uri_amount is not None:
+        value = uri_amount
+    else:
+        errors.print("[red]error:[/red] give an AMOUNT (or a devnet: URI with one)")
+        raise typer.Exit(1)
 
     async def work(context: Context) -> tuple[str, str, int | None]:
         _need_devnet(context)

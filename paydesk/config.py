@@ -72,6 +72,18 @@ class Settings(BaseSettings):
         description="How long a worker holds a network's watcher; after a crash another "
         "worker takes over once this has passed.",
     )
+    page_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often an API process re-reads the invoices whose payment pages "
+        "are open, to push their status live.",
+    )
+    payer_can_renew: bool = Field(
+        default=False,
+        description="Offer a payer whose invoice expired with nothing paid a new address, "
+        "rate and lifetime on the payment page (the shop has been sent `cancel` by then, "
+        "and a later `paid`).",
+    )
     catalogue_file: Path | None = Field(
         default=None, description="TOML file whose entries override the built-in catalogue."
     )

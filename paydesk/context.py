@@ -16,6 +16,7 @@ from paydesk.discounts.service import DiscountBook
 from paydesk.invoices.service import InvoiceService
 from paydesk.ledger.balances import Balances
 from paydesk.merchants.service import CredentialsCache
+from paydesk.paypage.service import PaymentPages
 from paydesk.rates.providers import REFERENCE_PROVIDERS, max_age_of, static_rates
 from paydesk.rates.service import RatesService
 from paydesk.vault import Vault, load_vault
@@ -38,6 +39,8 @@ class Context:
     #: The built-in test chain (present even when the devnet network is switched off, so
     #: the CLI can say so instead of failing obscurely).
     devnet: Devnet
+    #: What the hosted payment page shows and lets a payer do.
+    payment_pages: PaymentPages
     #: Sends the test webhooks an API request asks for (deliveries use the worker's own).
     sender: WebhookSender
 
@@ -78,4 +81,5 @@ def build_context(settings: Settings) -> Context:
         balances=Balances(catalogue),
         devnet=Devnet(catalogue),
         sender=build_sender(settings),
+        payment_pages=PaymentPages(db, catalogue, invoices, renewable=settings.payer_can_renew),
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from paydesk.chains.devnet import DevnetAddresses
 from tests.conftest import create_pg_database, drop_pg_database, free_port, worker_id
 from tests.live import PAYDESK, paydesk_env, run_cli
 
@@ -177,3 +178,71 @@ def test_devnet_commands(env):
         },
     )
     assert off.returncode == 1 and "switched off" in off.stderr
+
+
+def test_devnet_pay_reads_a_payment_uri(env):
+    address = DevnetAddresses(b"cli tests").derive(0)
+    uri = f"devnet:{address}?amount=1.5&currency=usdt"
+    sent = run_cli("devnet", "pay", uri, "--mine", env=env)
+    assert sent.returncode == 0, sent.stderr
+    said = " ".join(sent.stdout.split())  # the console wraps long lines
+    assert f"sent 1.5 USDT to {address}: 0x" in said and "(mined in block 0)" in said
+    # What the command line says wins over the URI.
+    mine = run_cli("devnet", "pay", uri, "2", "--currency", "USDC", env=env)
+    assert mine.returncode == 0, mine.stderr
+    assert f"sent 2 USDC to {address}" in " ".join(mine.stdout.split())
+    for args, message in [
+        ([address], "give an AMOUNT"),
+        ([f"devnet:{address}?currency=USDT"], "give an AMOUNT"),
+        ([f"devnet:{address}?amount=1e3&currency=USDT"], "not an amount"),
+        ([f"bitcoin:{address}?amount=1"], "not a devnet address"),
+        ([f"devnet:{address}?amount=1"], "no invoice has this address"),
+    ]:
+        refused = run_cli("devnet", "pay", *args, env=env)
+        assert refused.returncode == 1, args
+        assert message in " ".join(refused.stderr.split()), (args, refused.stderr)
+
+
+def test_devnet_pay_with_the_invoice_qr_code(env):
+    """The QR code of `/v1/payment/qr`, decoded as a wallet would, pays the invoice."""
+    import base64
+    import io
+    import time
+
+    import httpx
+    import zxingcpp
+    from PIL import Image
+
+    from tests.conftest import compact, sign
+    from tests.live import create_live_merchant, live_server
+
+    env = {**env, "PAYDESK_DEVNET_BLOCK_SECONDS": "0.5"}
+    merchant = create_live_merchant(env)
+    with live_server(env, free_port()) as base_url:
+
+        def call(path: str, data: dict) -> dict:
+            body = compact(data)
+            headers = {"merchant": merchant.merchant, "sign": sign(body, merchant.payment_key),
+                       "content-type": "application/json"}  # fmt: skip
+            answer = httpx.post(base_url + path, content=body, headers=headers)
+            assert answer.status_code == 200, answer.text
+            return answer.json()["result"]
+
+        invoice = call(
+            "/v1/payment",
+            {"amount": "20", "currency": "USDT", "network": "devnet", "order_id": "qr-1"},
+        )
+        image = call("/v1/payment/qr", {"merchant_payment_uuid": invoice["uuid"]})["image"]
+        png = base64.b64decode(image.removeprefix("data:image/png;base64,"))
+        [code] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+        assert code.text == f"devnet:{invoice['address']}?amount=20&currency=USDT"
+        paid = run_cli("devnet", "pay", code.text, env=env)
+        assert paid.returncode == 0, paid.stderr
+        assert f"sent 20 USDT to {invoice['address']}" in " ".join(paid.stdout.split())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = call("/v1/payment/info", {"uuid": invoice["uuid"]})["payment_status"]
+            if status == "paid":
+                break
+            time.sleep(0.2)
+        assert status == "paid"

@@ -80,6 +80,14 @@ class Invoice(Base):
         return self.merchant_amount
 
     @property
+    def amount_due(self) -> Decimal | None:
+        """What the payer still has to send: all of it, the rest of a short payment, or
+        nothing once enough arrived (None until the payer's coin is known)."""
+        if self.payer_amount is None:
+            return None
+        return max(self.payer_amount - (self.payment_amount or Decimal(0)), Decimal(0))
+
+    @property
     def commission_now(self) -> Decimal | None:
         if self.received_commission is not None:
             return self.received_commission

@@ -27,6 +27,7 @@ from paydesk.chains.service import (
     claim_values,
     release_values,
 )
+from paydesk.chains.uri import payment_uri
 from paydesk.db import Database, StandaloneStatement, utcnow
 from paydesk.deposits.models import Deposit
 from paydesk.discounts.service import DiscountBook
@@ -80,10 +81,38 @@ class AmountOutOfRange(OutOfLimits, InvoiceError):
     pass
 
 
+class CoinAlreadyChosen(InvoiceError):
+    pass
+
+
+class InvoiceNotPayable(InvoiceError):
+    """Expired, paid or otherwise past the point where a payer can act on it."""
+
+
+class OptionNotOffered(InvoiceError):
+    """A coin and network the invoice does not accept."""
+
+
 @dataclass(frozen=True, slots=True)
 class CreateResult:
     invoice: Invoice
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OptionQuote:
+    """A coin and network the payer may pick, with its price now (None: cannot be
+    priced now, or outside the coin's limits)."""
+
+    service: Service
+    payer_amount: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Priced:
+    quote: pricing.Quote
+    discount_percent: int | None
+    source: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,19 +303,37 @@ class InvoiceService:
         return normalized
 
     async def _price(self, invoice: Invoice, resolved: _Resolved) -> None:
-        """Lock the rate and the payer's amount on the invoice.
+        """Lock the rate and the payer's amount on the invoice."""
+        assert resolved.payer_currency is not None
+        priced = await self._quote(invoice, resolved.payer_currency, resolved.service)
+        self.catalogue.check_limits(
+            priced.quote.payer_amount, resolved.payer_currency, resolved.service, AmountOutOfRange
+        )
+        quoted = priced.quote
+        invoice.discount_percent = priced.discount_percent
+        invoice.payer_amount_exchange_rate = quoted.rate
+        invoice.rate_source = priced.source
+        invoice.discount = quoted.discount
+        invoice.payer_amount = quoted.payer_amount
+        invoice.commission = quoted.commission
+        invoice.merchant_amount = quoted.merchant_amount
+        invoice.payment_amount = Decimal(0) if resolved.service else None
+
+    async def _quote(
+        self, invoice: Invoice, payer_currency: str, service: Service | None
+    ) -> _Priced:
+        """What the payer would pay in `payer_currency` now, without touching the invoice.
 
         The discount is the invoice's own `discount_percent`, or else the merchant's
         standing discount for the coin and network (spec section 10), which the invoice
         then shows as its `discount_percent`.
         """
-        assert resolved.payer_currency is not None
-        payer_currency = resolved.payer_currency
-        if invoice.discount_percent is None and resolved.service is not None:
+        discount_percent = invoice.discount_percent
+        if discount_percent is None and service is not None:
             standing = await self.discounts.percent(
-                invoice.merchant_id, payer_currency, resolved.service.network
+                invoice.merchant_id, payer_currency, service.network
             )
-            invoice.discount_percent = standing or None
+            discount_percent = standing or None
         if payer_currency == invoice.currency:
             rate, source = Decimal(1), None
         else:
@@ -297,25 +344,97 @@ class InvoiceService:
             except RateUnavailable as exc:
                 raise ConversionFailed(f"{invoice.currency}/{payer_currency}") from exc
             rate, source = found.value, found.source
-        places = pricing.payer_places(self.catalogue.precision(payer_currency), resolved.service)
+        places = pricing.payer_places(self.catalogue.precision(payer_currency), service)
         quoted = pricing.quote(
             amount=invoice.amount,
             rate=rate,
             places=places,
-            discount_percent=invoice.discount_percent,
+            discount_percent=discount_percent,
             subtract=invoice.subtract,
-            service=resolved.service,
+            service=service,
         )
-        self.catalogue.check_limits(
-            quoted.payer_amount, payer_currency, resolved.service, AmountOutOfRange
+        return _Priced(quoted, discount_percent, source)
+
+    # ---------------------------------------------------------------- the payer's choice
+    def payment_options(self, invoice: Invoice) -> list[Service]:
+        """The coins and networks the payer may still pick: what the invoice fixed
+        already, narrowed by its allowed and excluded lists, among the services open."""
+        allowed = invoice.currencies
+        excluded = invoice.except_currencies or []
+        options = []
+        for service in self.catalogue.services:
+            if not service.available or not self.addresses.serves(service.network):
+                continue
+            if invoice.payer_currency and service.currency != invoice.payer_currency:
+                continue
+            if invoice.network and service.network != invoice.network:
+                continue
+            if allowed and not any(_matches(choice, service) for choice in allowed):
+                continue
+            if any(_matches(choice, service) for choice in excluded):
+                continue
+            options.append(service)
+        return options
+
+    async def option_quotes(self, invoice: Invoice) -> list[OptionQuote]:
+        """Each option with what the payer would pay now; one the rates cannot price or
+        the coin's limits refuse is listed as unavailable rather than hidden."""
+        quotes = []
+        for service in self.payment_options(invoice):
+            try:
+                priced = await self._quote(invoice, service.currency, service)
+                self.catalogue.check_limits(
+                    priced.quote.payer_amount, service.currency, service, AmountOutOfRange
+                )
+            except (ConversionFailed, AmountOutOfRange):
+                quotes.append(OptionQuote(service, None))
+            else:
+                quotes.append(OptionQuote(service, priced.quote.payer_amount))
+        return quotes
+
+    async def choose(
+        self,
+        session: AsyncSession,
+        invoice: Invoice,
+        currency: str,
+        network: str,
+        now: datetime,
+    ) -> None:
+        """The payer picks coin and network on the payment page: the invoice is priced at
+        the rate of now and gets its address. Once only, and only while it can be paid:
+        the caller holds the invoice's row lock, so two tabs cannot both choose."""
+        if invoice.address is not None:
+            raise CoinAlreadyChosen(str(invoice.uuid))
+        if InvoiceStatus(invoice.status) != InvoiceStatus.CHECK or invoice.expired_at <= now:
+            raise InvoiceNotPayable(str(invoice.uuid))
+        service = next(
+            (
+                option
+                for option in self.payment_options(invoice)
+                if option.currency == currency.upper() and option.network == network.lower()
+            ),
+            None,
         )
-        invoice.payer_amount_exchange_rate = rate
-        invoice.rate_source = source
-        invoice.discount = quoted.discount
-        invoice.payer_amount = quoted.payer_amount
-        invoice.commission = quoted.commission
-        invoice.merchant_amount = quoted.merchant_amount
-        invoice.payment_amount = Decimal(0) if resolved.service else None
+        if service is None:
+            raise OptionNotOffered(f"{currency} {network}")
+        await self._price(invoice, _Resolved(service.currency, service.network, service))
+        invoice.payer_currency = service.currency
+        invoice.network = service.network
+        invoice.address = await self.addresses.allocate(
+            session, service.network, ADDRESS_PURPOSE, invoice.merchant_id
+        )
+        invoice.updated_at = now
+        await session.flush()
+
+    async def get_for_update(self, session: AsyncSession, invoice_uuid: uuid.UUID) -> Invoice:
+        """An invoice by its public uuid, whatever its merchant (the payment page's
+        capability is the uuid), its row locked for the rest of the transaction."""
+        invoice = await session.scalar(
+            select(Invoice).where(Invoice.uuid == invoice_uuid).with_for_update()
+        )
+        if invoice is None:
+            raise InvoiceNotFound(str(invoice_uuid))
+        return invoice
 
     async def _reuse(self, session: AsyncSession, invoice: Invoice, draft: InvoiceDraft) -> Invoice:
         """An order_id that exists: the invoice as it is, or renewed if `is_refresh` asks
@@ -543,6 +662,32 @@ _RELEASE_ALONE = StandaloneStatement(RELEASE_ADDRESS)
 
 def _column_values(invoice: Invoice) -> dict[str, Any]:
     return {key: getattr(invoice, key) for key in _INVOICE_COLUMNS}
+
+
+def payment_uri_of(invoice: Invoice, catalogue: Catalogue) -> str | None:
+    """What the invoice's QR code carries: a payment URI for the amount still due (none
+    named once nothing is), or the bare address when the catalogue no longer describes
+    its coin, since a URI naming the wrong coin or units is worse than none. None before
+    the invoice has an address."""
+    if not invoice.address or not invoice.network:
+        return None
+    network = catalogue.network(invoice.network)
+    service = (
+        catalogue.service(invoice.payer_currency, invoice.network)
+        if invoice.payer_currency
+        else None
+    )
+    if network is None or service is None:
+        return invoice.address
+    return payment_uri(network, service, invoice.address, invoice.amount_due or None)
+
+
+def _matches(choice: dict[str, Any], service: Service) -> bool:
+    """Whether an entry of `currencies` / `except_currencies` names the service (an entry
+    without a network names the coin on every network)."""
+    if choice.get("currency") != service.currency:
+        return False
+    return choice.get("network") in (None, service.network)
 
 
 def status_for_payment(invoice: Invoice, now: datetime, *, pending: bool = False) -> InvoiceStatus:

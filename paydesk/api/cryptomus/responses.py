@@ -97,6 +97,14 @@ class DiscountSetResult(_Out):
     discount: str
 
 
+class QrResult(_Out):
+    image: str = Field(
+        description="PNG of a QR code with the invoice's payment URI (BIP21, EIP-681) "
+        "or, for networks without one wallets agree on, its bare address",
+        examples=["data:image/png;base64,iVBORw0KGgo..."],
+    )
+
+
 class WalletBalance(_Out):
     uuid: str
     balance: str = Field(examples=["0.57000000"])

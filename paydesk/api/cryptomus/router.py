@@ -3,6 +3,7 @@ wraps the result; the logic lives in the services."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from paydesk.api.cryptomus.responses import (
     FieldFailure,
     InvoiceResult,
     PageResult,
+    QrResult,
     ServerFailure,
     ServiceResult,
     Success,
@@ -39,6 +41,7 @@ from paydesk.api.cryptomus.schemas import (
     EmptyRequest,
     HistoryRequest,
     InvoiceLookupRequest,
+    PaymentQrRequest,
     PayoutTestWebhookRequest,
     ResendRequest,
     TestWebhookRequest,
@@ -56,11 +59,13 @@ from paydesk.context import Context
 from paydesk.db import utcnow
 from paydesk.discounts import service as discounts
 from paydesk.invoices.schemas import HistoryFilter
+from paydesk.invoices.service import payment_uri_of
 from paydesk.invoices.service import snapshot as invoice_snapshot
 from paydesk.invoices.status import InvoiceStatus, is_final
 from paydesk.ledger.balances import CurrencyNotServed, Wallet
 from paydesk.merchants.service import KeyKind
 from paydesk.money import MONEY, fixed
+from paydesk.web.qr import qr_png_data_uri
 from paydesk.webhooks import service as webhooks
 from paydesk.webhooks import signing
 
@@ -158,6 +163,31 @@ async def invoice_info(request: Request) -> Response:
     async with context.db.transaction() as session:
         invoice = await context.invoices.find(session, signed.merchant_id, **lookup.target())
         return ok(invoice_result(invoice, context.catalogue, context.settings.base_url))
+
+
+@router.post(
+    "/v1/payment/qr",
+    summary="QR code of an invoice's address",
+    description="A PNG as a `data:` URI. It carries a payment URI with the address and the "
+    "payer's amount (BIP21 on Bitcoin-family chains, EIP-681 on EVM chains) or, on other "
+    "networks, the bare address. `The address was not found` while the payer has not "
+    "chosen a coin yet.",
+    **_doc(PaymentQrRequest, QrResult),
+)
+async def payment_qr(request: Request) -> Response:
+    context = _context(request)
+    signed = await _signed(request, KeyKind.PAYMENT, read_only=True)
+    body = validate(PaymentQrRequest, signed.data)
+    async with context.db.transaction() as session:
+        invoice = await context.invoices.find(
+            session, signed.merchant_id, invoice_uuid=body.merchant_payment_uuid
+        )
+        text = payment_uri_of(invoice, context.catalogue)
+    if text is None:
+        raise CryptomusError("The address was not found")
+    # Some milliseconds of CPU: not on the event loop.
+    image = await asyncio.to_thread(qr_png_data_uri, text)
+    return ok(QrResult(image=image))
 
 
 @router.post(

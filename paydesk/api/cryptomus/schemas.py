@@ -191,6 +191,12 @@ class InvoiceLookupRequest(RequestModel):
         return {"invoice_uuid": self.uuid}
 
 
+class PaymentQrRequest(RequestModel):
+    """`POST /v1/payment/qr`."""
+
+    merchant_payment_uuid: UuidText
+
+
 class HistoryRequest(RequestModel):
     """`POST /v1/payment/list`; `cursor` may also come in the body (official SDKs)."""
 

@@ -1,0 +1,249 @@
+"""The hosted payment page at an invoice's `url`: server-rendered, usable without
+JavaScript (forms and links), live with it (server-sent events, long polling as the
+fallback)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+
+from paydesk.context import Context
+from paydesk.invoices.service import (
+    AmountOutOfRange,
+    CoinAlreadyChosen,
+    ConversionFailed,
+    InvoiceNotFound,
+    InvoiceNotPayable,
+    OptionNotOffered,
+)
+from paydesk.paypage.live import LiveStatus
+from paydesk.paypage.presenting import present
+from paydesk.paypage.service import PageState, PaymentView
+from paydesk.web.i18n import Language
+from paydesk.web.templating import PAGE_HEADERS, Pages
+
+router = APIRouter(tags=["Payment page"], include_in_schema=False)
+
+#: A form body is two short fields; anything longer is not one of ours.
+MAX_FORM_BYTES = 2048
+#: How long one event stream or long poll stays open before the browser reconnects
+#: (proxies and load balancers cut idle connections; reconnecting is cheap).
+STREAM_SECONDS = 300.0
+LONG_POLL_SECONDS = 25.0
+KEEPALIVE_SECONDS = 15.0
+
+
+def _context(request: Request) -> Context:
+    context: Context = request.app.state.context
+    return context
+
+
+def _pages(request: Request) -> Pages:
+    pages: Pages | None = getattr(request.app.state, "pages", None)
+    if pages is None:
+        pages = request.app.state.pages = Pages()
+    return pages
+
+
+def _live(request: Request) -> LiveStatus:
+    live: LiveStatus | None = getattr(request.app.state, "live_status", None)
+    if live is None:
+        context = _context(request)
+        live = LiveStatus(context.payment_pages, context.settings.page_poll_seconds)
+        request.app.state.live_status = live
+    return live
+
+
+def _invoice_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def _not_found(request: Request, language: Language) -> Response:
+    return _pages(request).render(request, "pay/not_found.html", language, status_code=404)
+
+
+def _page_url(invoice_uuid: uuid.UUID, **params: str | None) -> str:
+    query = urlencode({k: v for k, v in params.items() if v})
+    return f"/pay/{invoice_uuid}" + (f"?{query}" if query else "")
+
+
+@router.get("/pay/{invoice_id}")
+async def payment_page(
+    request: Request,
+    invoice_id: str,
+    currency: Annotated[str | None, Query(max_length=16)] = None,
+    error: Annotated[str | None, Query(max_length=32)] = None,
+) -> Response:
+    pages = _pages(request)
+    language = pages.language(request)
+    invoice_uuid = _invoice_uuid(invoice_id)
+    if invoice_uuid is None:
+        return _not_found(request, language)
+    context = _context(request)
+    try:
+        view = await context.payment_pages.view(invoice_uuid)
+    except InvoiceNotFound:
+        return _not_found(request, language)
+    if view.state == PageState.CHOOSE:
+        await context.payment_pages.options(view, currency)
+        if currency and not view.options:
+            currency = None  # a coin the invoice does not take: back to the coin list
+            await context.payment_pages.options(view)
+    return pages.render(
+        request,
+        "pay/page.html",
+        language,
+        **present(view, language, context.catalogue, chosen_currency=currency, error=error),
+    )
+
+
+@router.post("/pay/{invoice_id}/choose")
+async def choose(request: Request, invoice_id: str) -> Response:
+    invoice_uuid = _invoice_uuid(invoice_id)
+    language = _pages(request).language(request)
+    if invoice_uuid is None:
+        return _not_found(request, language)
+    form = await _form(request)
+    currency, network = form.get("currency", ""), form.get("network", "")
+    lang = request.query_params.get("lang")
+    try:
+        await _context(request).payment_pages.choose(invoice_uuid, currency, network)
+    except InvoiceNotFound:
+        return _not_found(request, language)
+    except (CoinAlreadyChosen, InvoiceNotPayable):
+        pass  # another tab chose first, or the time ran out: the page shows which
+    except OptionNotOffered:
+        return _see_other(_page_url(invoice_uuid, lang=lang, currency=currency or None))
+    except (ConversionFailed, AmountOutOfRange):
+        return _see_other(
+            _page_url(invoice_uuid, lang=lang, currency=currency, error="unavailable")
+        )
+    return _see_other(_page_url(invoice_uuid, lang=lang))
+
+
+@router.post("/pay/{invoice_id}/renew")
+async def renew(request: Request, invoice_id: str) -> Response:
+    invoice_uuid = _invoice_uuid(invoice_id)
+    language = _pages(request).language(request)
+    if invoice_uuid is None:
+        return _not_found(request, language)
+    try:
+        await _context(request).payment_pages.renew(invoice_uuid)
+    except InvoiceNotFound:
+        return _not_found(request, language)
+    except (InvoiceNotPayable, ConversionFailed, AmountOutOfRange):
+        pass  # the page explains what the invoice is now
+    return _see_other(_page_url(invoice_uuid, lang=request.query_params.get("lang")))
+
+
+@router.get("/pay/{invoice_id}/events")
+async def events(
+    request: Request,
+    invoice_id: str,
+    version: Annotated[str | None, Query(max_length=64)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+) -> Response:
+    """Server-sent events: a `state` event each time what the page shows changes."""
+    invoice_uuid = _invoice_uuid(invoice_id)
+    if invoice_uuid is None:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+    pages = _pages(request)
+    language = pages.language(request)
+    context = _context(request)
+    try:
+        await context.payment_pages.view(invoice_uuid)
+    except InvoiceNotFound:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+    live = _live(request)
+    known = last_event_id or version
+
+    async def stream() -> AsyncIterator[str]:
+        nonlocal known
+        # Reconnect quickly after the server closes the stream on purpose.
+        yield "retry: 2000\n\n"
+        deadline = asyncio.get_running_loop().time() + STREAM_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            view = await live.next_view(invoice_uuid, known, KEEPALIVE_SECONDS)
+            if view is None:
+                yield ": keep-alive\n\n"
+                continue
+            known = view.version
+            message = await _message(request, pages, language, view)
+            yield f"id: {view.version}\nevent: state\ndata: {json.dumps(message)}\n\n"
+            if view.is_final:
+                return
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/pay/{invoice_id}/status")
+async def status(
+    request: Request,
+    invoice_id: str,
+    version: Annotated[str | None, Query(max_length=64)] = None,
+    wait: Annotated[bool, Query()] = True,
+) -> Response:
+    """Long polling for browsers without event streams: answers at once when the page is
+    out of date, else when it changes, else after a while with the same version."""
+    invoice_uuid = _invoice_uuid(invoice_id)
+    if invoice_uuid is None:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+    pages = _pages(request)
+    language = pages.language(request)
+    context = _context(request)
+    try:
+        view = await context.payment_pages.view(invoice_uuid)
+    except InvoiceNotFound:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+    if wait and view.version == version and not view.is_final:
+        view = await _live(request).next_view(invoice_uuid, version, LONG_POLL_SECONDS) or view
+    return JSONResponse(
+        await _message(request, pages, language, view), headers={"Cache-Control": "no-store"}
+    )
+
+
+async def _message(
+    request: Request, pages: Pages, language: Language, view: PaymentView
+) -> dict[str, Any]:
+    context = _context(request)
+    if view.state == PageState.CHOOSE and not view.options:
+        await context.payment_pages.options(view)
+    presented = present(view, language, context.catalogue)
+    return {
+        "version": view.version,
+        "state": view.state.value,
+        "final": view.is_final,
+        "now": int(view.now.timestamp()),
+        "html": pages.render_fragment("pay/_state.html", language, **presented),
+    }
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+    try:
+        parsed = parse_qs(body.decode(), max_num_fields=8)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return {key: values[0][:64] for key, values in parsed.items()}
+
+
+def _see_other(url: str) -> Response:
+    return RedirectResponse(url, status_code=303, headers=PAGE_HEADERS)

@@ -1,0 +1,277 @@
+"""What the payer sees of an invoice, and the two things the payer can do to it (pick the
+coin, renew an expired invoice).
+
+A `PaymentView` is everything the page shows, read in a few batched queries so that the
+live-status poller can follow many open pages at once. Its `version` changes exactly when
+something the payer can see changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import select
+
+from paydesk.catalogue.models import Network, Service
+from paydesk.catalogue.service import Catalogue
+from paydesk.chains.models import ChainCursor
+from paydesk.db import Database, utcnow
+from paydesk.deposits.models import Deposit
+from paydesk.deposits.service import SEEN
+from paydesk.invoices.models import Invoice
+from paydesk.invoices.service import (
+    InvoiceNotFound,
+    InvoiceNotPayable,
+    InvoiceService,
+    OptionQuote,
+)
+from paydesk.invoices.status import ON_EXPIRY, InvoiceStatus
+from paydesk.merchants.models import Merchant
+from paydesk.money import ZERO
+
+S = InvoiceStatus
+
+
+class PageState(StrEnum):
+    CHOOSE = "choose"  # no coin yet: pick coin, then network
+    PAY = "pay"  # address and amount shown, nothing seen yet
+    CONFIRMING = "confirming"  # a transfer is seen, waiting for confirmations
+    UNDERPAID = "underpaid"  # short, and a top-up is still possible
+    PAID = "paid"
+    PARTIAL = "partial"  # short, and final
+    EXPIRED = "expired"
+    FAILED = "failed"
+    HELD = "held"  # frozen for review
+    REFUND = "refund"  # refund in progress or done
+
+
+FINAL_STATES = frozenset(
+    {PageState.PAID, PageState.PARTIAL, PageState.EXPIRED, PageState.FAILED, PageState.REFUND}
+)
+
+_BY_STATUS = {
+    S.CONFIRM_CHECK: PageState.CONFIRMING,
+    S.WRONG_AMOUNT_WAITING: PageState.UNDERPAID,
+    S.PAID: PageState.PAID,
+    S.PAID_OVER: PageState.PAID,
+    S.WRONG_AMOUNT: PageState.PARTIAL,
+    S.CANCEL: PageState.EXPIRED,
+    S.FAIL: PageState.FAILED,
+    S.SYSTEM_FAIL: PageState.FAILED,
+    S.LOCKED: PageState.HELD,
+    S.REFUND_PROCESS: PageState.REFUND,
+    S.REFUND_FAIL: PageState.REFUND,
+    S.REFUND_PAID: PageState.REFUND,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A transfer to the invoice's address waiting for confirmations."""
+
+    txid: str
+    amount: Decimal
+    confirmations: int
+
+
+@dataclass(slots=True)
+class PaymentView:
+    invoice: Invoice
+    merchant_name: str
+    state: PageState
+    now: datetime
+    network: Network | None = None
+    service: Service | None = None
+    #: What the payer still has to send (the whole amount, or the rest of a short one).
+    amount_due: Decimal | None = None
+    received: Decimal = ZERO
+    sightings: list[Sighting] = field(default_factory=list)
+    required_confirmations: int | None = None
+    #: Filled for the choose state only (it needs rates), by `PaymentPages.options`.
+    options: list[OptionQuote] = field(default_factory=list)
+    renewable: bool = False
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def seconds_left(self) -> int:
+        return max(int((self.invoice.expired_at - self.now).total_seconds()), 0)
+
+    @property
+    def confirmations(self) -> int:
+        """The least-confirmed pending transfer's count: what the payer is waiting for."""
+        return min((s.confirmations for s in self.sightings), default=0)
+
+    @property
+    def version(self) -> str:
+        invoice = self.invoice
+        parts = [
+            self.state,
+            invoice.status,
+            invoice.payer_currency,
+            invoice.network,
+            invoice.address,
+            invoice.payer_amount,
+            invoice.payment_amount,
+            int(invoice.expired_at.timestamp()),
+            *(f"{s.txid}:{s.confirmations}" for s in self.sightings),
+        ]
+        text = "|".join("" if part is None else str(part) for part in parts)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class PaymentPages:
+    def __init__(
+        self, db: Database, catalogue: Catalogue, invoices: InvoiceService, *, renewable: bool
+    ) -> None:
+        self.db = db
+        self.catalogue = catalogue
+        self.invoices = invoices
+        #: Whether a payer may renew an invoice that expired with nothing paid (the
+        #: operator's choice: the shop has been told `cancel` by then).
+        self.renewable = renewable
+
+    async def view(self, invoice_uuid: uuid.UUID) -> PaymentView:
+        views = await self.views([invoice_uuid])
+        if invoice_uuid not in views:
+            raise InvoiceNotFound(str(invoice_uuid))
+        return views[invoice_uuid]
+
+    async def views(self, invoice_uuids: Iterable[uuid.UUID]) -> dict[uuid.UUID, PaymentView]:
+        """The views of several invoices in four queries; one whose lifetime ran out is
+        expired first, as any reader of it would."""
+        wanted = list(invoice_uuids)
+        if not wanted:
+            return {}
+        now = utcnow()
+        async with self.db.reader() as session:
+            rows = (
+                await session.execute(
+                    select(Invoice, Merchant.name)
+                    .join(Merchant, Merchant.id == Invoice.merchant_id)
+                    .where(Invoice.uuid.in_(wanted))
+                )
+            ).all()
+        due = [invoice for invoice, _ in rows if _is_due(invoice, now)]
+        if due:
+            async with self.db.transaction() as session:
+                for invoice in due:
+                    session.add(invoice)
+                    await self.invoices.expire_if_due(session, invoice, now)
+        invoices = [invoice for invoice, _ in rows]
+        sightings = await self._sightings(invoices)
+        return {
+            invoice.uuid: self._view(invoice, name, sightings.get(invoice.id, []), now)
+            for invoice, name in rows
+        }
+
+    async def options(self, view: PaymentView, currency: str | None = None) -> None:
+        """The coins (or, once a coin is picked, its networks) the payer can choose."""
+        quotes = await self.invoices.option_quotes(view.invoice)
+        if currency:
+            quotes = [q for q in quotes if q.service.currency == currency.upper()]
+        view.options = quotes
+
+    async def choose(self, invoice_uuid: uuid.UUID, currency: str, network: str) -> None:
+        async with self.db.transaction() as session:
+            invoice = await self.invoices.get_for_update(session, invoice_uuid)
+            await self.invoices.choose(session, invoice, currency, network, utcnow())
+
+    async def renew(self, invoice_uuid: uuid.UUID) -> None:
+        """A new address, rate and lifetime for an invoice that expired unpaid."""
+        async with self.db.transaction() as session:
+            invoice = await self.invoices.get_for_update(session, invoice_uuid)
+            if not self._renewable(invoice):
+                raise InvoiceNotPayable(str(invoice_uuid))
+            await self.invoices.refresh(session, invoice, utcnow())
+
+    def _view(
+        self, invoice: Invoice, merchant_name: str, sightings: list[Sighting], now: datetime
+    ) -> PaymentView:
+        network = self.catalogue.network(invoice.network) if invoice.network else None
+        service = (
+            self.catalogue.service(invoice.payer_currency, invoice.network)
+            if invoice.payer_currency and invoice.network
+            else None
+        )
+        status = InvoiceStatus(invoice.status)
+        received = invoice.payment_amount or ZERO
+        if status in (S.CHECK, S.PROCESS):
+            if invoice.address is None:
+                state = PageState.CHOOSE
+            elif sightings:
+                state = PageState.CONFIRMING
+            else:
+                state = PageState.PAY
+        else:
+            state = _BY_STATUS[status]
+        return PaymentView(
+            invoice=invoice,
+            merchant_name=merchant_name,
+            state=state,
+            now=now,
+            network=network,
+            service=service,
+            amount_due=invoice.amount_due,
+            received=received,
+            sightings=sightings,
+            required_confirmations=network.confirmations if network else None,
+            renewable=self._renewable(invoice),
+        )
+
+    def _renewable(self, invoice: Invoice) -> bool:
+        return (
+            self.renewable
+            and invoice.status == S.CANCEL
+            and not invoice.payment_amount
+            and invoice.address is not None
+        )
+
+    async def _sightings(self, invoices: list[Invoice]) -> dict[int, list[Sighting]]:
+        """Unconfirmed transfers per invoice, with their confirmations against how far
+        each network's watcher has read."""
+        open_ids = [i.id for i in invoices if i.address is not None]
+        if not open_ids:
+            return {}
+        async with self.db.reader() as session:
+            deposits = (
+                await session.scalars(
+                    select(Deposit).where(Deposit.invoice_id.in_(open_ids), Deposit.status == SEEN)
+                )
+            ).all()
+            networks = {d.network for d in deposits}
+            tips = (
+                dict(
+                    (
+                        await session.execute(
+                            select(ChainCursor.network, ChainCursor.height).where(
+                                ChainCursor.network.in_(networks)
+                            )
+                        )
+                    ).all()
+                )
+                if networks
+                else {}
+            )
+        found: dict[int, list[Sighting]] = defaultdict(list)
+        for deposit in deposits:
+            confirmations = 0
+            tip = tips.get(deposit.network)
+            if deposit.block_height is not None and tip is not None:
+                confirmations = max(tip - deposit.block_height + 1, 0)
+            assert deposit.invoice_id is not None
+            found[deposit.invoice_id].append(Sighting(deposit.txid, deposit.amount, confirmations))
+        return found
+
+
+def _is_due(invoice: Invoice, now: datetime) -> bool:
+    return InvoiceStatus(invoice.status) in ON_EXPIRY and invoice.expired_at <= now

@@ -1,0 +1,1 @@
+"""Hosted pages: what a payer sees in the browser."""
