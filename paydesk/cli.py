@@ -160,6 +160,8 @@ def serve(
         log_level=settings.log_level,
         access_log=False,
         server_header=False,
+        # Open payment-page event streams must not hold a restart: browsers reconnect.
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -26,7 +26,13 @@ from paydesk.invoices.models import Invoice
 from tests.conftest import CryptomusClient, sign
 
 EXAMPLES_PER_OPERATION = 120
-OPERATIONS = ["/v1/payment", "/v1/payment/info", "/v1/payment/list", "/v1/payment/services"]
+OPERATIONS = [
+    "/v1/payment",
+    "/v1/payment/info",
+    "/v1/payment/qr",
+    "/v1/payment/list",
+    "/v1/payment/services",
+]
 
 
 def document() -> dict[str, Any]:

@@ -227,7 +227,7 @@ async def _message(
         "version": view.version,
         "state": view.state.value,
         "final": view.is_final,
-        "now": int(view.now.timestamp()),
+        "now": round(view.now.timestamp(), 3),
         "html": pages.render_fragment("pay/_state.html", language, **presented),
     }
 

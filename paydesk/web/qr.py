@@ -7,6 +7,8 @@ opaque white background so the code still scans on a page in dark mode.
 
 from __future__ import annotations
 
+import functools
+
 import segno
 
 ERROR_LEVEL = "m"
@@ -30,6 +32,8 @@ def qr_png_data_uri(text: str) -> str:
     return code.png_data_uri(scale=scale, border=BORDER, dark=DARK, light=LIGHT)
 
 
+# Cached: a page reloaded, or re-rendered for its live status, draws its code once.
+@functools.lru_cache(maxsize=1024)
 def qr_svg(text: str, *, title: str) -> str:
     """Inline `<svg>` of `text` for an HTML page: no XML declaration, no width or height
     (a viewBox only, so CSS sizes it), `title` as its accessible name."""

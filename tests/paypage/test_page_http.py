@@ -3,6 +3,7 @@ headers. (The same page in a real browser: test_page_browser.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import timedelta
@@ -157,8 +158,7 @@ async def test_long_poll_waits_for_a_change(api, http, context):
     )
     page = await http.get(f"/pay/{invoice['uuid']}")
     version = live_version(page.text)
-    live = http._transport.app.state  # the app the client talks to
-    import asyncio
+    state = http._transport.app.state  # the app the client talks to
 
     async def pay_soon():
         await asyncio.sleep(0.2)
@@ -168,12 +168,10 @@ async def test_long_poll_waits_for_a_change(api, http, context):
         await follow(context)
 
     payer = asyncio.create_task(pay_soon())
-    answer = (
-        await http.get(f"/pay/{invoice['uuid']}/status", params={"version": version})
-    ).json()
+    answer = (await http.get(f"/pay/{invoice['uuid']}/status", params={"version": version})).json()
     await payer
     assert answer["version"] != version
-    assert live.live_status is not None
+    assert state.live_status is not None  # one poller served the wait
 
 
 async def test_underpaid_shows_what_remains(api, http, context):
@@ -275,7 +273,9 @@ async def test_pages_use_nothing_from_elsewhere_and_stay_small(api, http):
     html_without_qr = re.sub(r"<svg.*?</svg>", "", page.text, flags=re.S)
     total = len(html_without_qr.encode())
     for asset in PAGE_ASSETS:
-        response = await http.get(re.search(rf'"(/static/{re.escape(asset)}\?v=\w+)"', page.text)[1])
+        url = re.search(rf'"(/static/{re.escape(asset)}\?v=\w+)"', page.text)[1]
+        response = await http.get(url)
         assert response.status_code == 200
+        assert "immutable" in response.headers["cache-control"]
         total += len(response.content)
     assert total < 100 * 1024, total

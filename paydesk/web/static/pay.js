@@ -64,7 +64,9 @@
   var finished = live.getAttribute("data-final") === "true";
 
   function apply(message) {
-    skew = message.now - Date.now() / 1000;
+    // Re-estimated only when far off: a jittery estimate would make the countdown stall.
+    var measured = message.now - Date.now() / 1000;
+    if (Math.abs(measured - skew) > 2) skew = measured;
     if (message.version === version) return;
     var hadFocus = live.contains(document.activeElement);
     version = message.version;
