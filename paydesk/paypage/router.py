@@ -161,11 +161,13 @@ async def events(
     language = pages.language(request)
     context = _context(request)
     try:
-        await context.payment_pages.view(invoice_uuid)
+        current = await context.payment_pages.view(invoice_uuid)
     except InvoiceNotFound:
         return JSONResponse({"detail": "Not Found"}, status_code=404)
     live = _live(request)
     known = last_event_id or version
+    if current.is_final and current.version == known:
+        return Response(status_code=204)  # nothing will change: tells EventSource to stop
 
     async def stream() -> AsyncIterator[str]:
         nonlocal known

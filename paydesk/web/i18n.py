@@ -70,12 +70,8 @@ class Catalogues:
     ) -> Language:
         """The language of a page: asked for in the URL, else remembered from the
         switcher, else the browser's first preference Paydesk speaks, else English."""
-        for code in (requested, remembered):
-            found = self.get(code)
-            if found is not None:
-                return found
-        for tag in preferred_tags(accept_language):
-            found = self.get(tag) or self.get(tag.split("-")[0])
+        for tag in [requested, remembered, *preferred_tags(accept_language)]:
+            found = self.get(tag) or self.get((tag or "").replace("_", "-").split("-")[0])
             if found is not None:
                 return found
         return self._languages[DEFAULT_LANGUAGE]

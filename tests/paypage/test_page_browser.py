@@ -6,6 +6,7 @@ reloading it, and follows the button back to the shop. Screenshots of every step
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -379,3 +380,32 @@ def test_a_second_tab_follows_the_first(gateway, browser, shop):
         time.sleep(0.1)
     assert scan_qr(first) == scan_qr(second)
     context.close()
+
+
+def test_the_event_stream_speaks_server_sent_events(gateway, shop):
+    shop_url, _ = shop
+    invoice = gateway.invoice(f"sse-{gateway.backend}", shop_url, to_currency="USDT")
+    url = f"{gateway.base_url}/pay/{invoice['uuid']}/events"
+    events: list[dict[str, Any]] = []
+    with httpx.stream("GET", url, params={"lang": "fr"}, timeout=30) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        for line in stream.iter_lines():
+            if line.startswith("retry:"):
+                continue
+            if line == "":
+                if "data" in fields:
+                    events.append({**fields, **json.loads(fields["data"])})
+                    if len(events) == 1:  # the page as it is now; then the payer pays
+                        gateway.call("/v1/devnet/pay", {"uuid": invoice["uuid"]})
+                fields = {}
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = value
+    # The stream ends by itself once the invoice is final.
+    assert events[0]["state"] == "pay" and events[-1]["state"] == "paid"
+    assert all(event["event"] == "state" and event["id"] == event["version"] for event in events)
+    assert t("fr", "Payment received") in events[-1]["html"]
+    # Reconnecting with the last id of a final invoice: nothing more will come.
+    again = httpx.get(url, headers={"last-event-id": events[-1]["id"]}, timeout=10)
+    assert again.status_code == 204
