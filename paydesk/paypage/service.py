@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, and_, bindparam, select
 
 from paydesk.catalogue.models import Network, Service
 from paydesk.catalogue.service import Catalogue
@@ -147,31 +148,37 @@ class PaymentPages:
         return views[invoice_uuid]
 
     async def views(self, invoice_uuids: Iterable[uuid.UUID]) -> dict[uuid.UUID, PaymentView]:
-        """The views of several invoices in four queries; one whose lifetime ran out is
+        """The views of several invoices in one query (with their unconfirmed transfers
+        and how far each network's watcher has read); one whose lifetime ran out is
         expired first, as any reader of it would."""
         wanted = list(invoice_uuids)
         if not wanted:
             return {}
         now = utcnow()
         async with self.db.reader() as session:
-            rows = (
-                await session.execute(
-                    select(Invoice, Merchant.name)
-                    .join(Merchant, Merchant.id == Invoice.merchant_id)
-                    .where(Invoice.uuid.in_(wanted))
-                )
-            ).all()
-        due = [invoice for invoice, _ in rows if _is_due(invoice, now)]
+            if len(wanted) == 1:
+                result = await session.execute(_VIEW_ONE, {"uuid": wanted[0]})
+            else:
+                result = await session.execute(_VIEW_MANY, {"uuids": wanted})
+            rows = result.all()
+        invoices: dict[int, tuple[Invoice, str]] = {}
+        sightings: dict[int, list[Sighting]] = defaultdict(list)
+        for invoice, name, txid, amount, height, tip in rows:
+            invoices[invoice.id] = (invoice, name)
+            if txid is not None:
+                confirmations = 0
+                if height is not None and tip is not None:
+                    confirmations = max(tip - height + 1, 0)
+                sightings[invoice.id].append(Sighting(txid, amount, confirmations))
+        due = [invoice for invoice, _ in invoices.values() if _is_due(invoice, now)]
         if due:
             async with self.db.transaction() as session:
                 for invoice in due:
                     session.add(invoice)
                     await self.invoices.expire_if_due(session, invoice, now)
-        invoices = [invoice for invoice, _ in rows]
-        sightings = await self._sightings(invoices)
         return {
             invoice.uuid: self._view(invoice, name, sightings.get(invoice.id, []), now)
-            for invoice, name in rows
+            for invoice, name in invoices.values()
         }
 
     async def options(self, view: PaymentView, currency: str | None = None) -> None:
@@ -236,41 +243,28 @@ class PaymentPages:
             and invoice.address is not None
         )
 
-    async def _sightings(self, invoices: list[Invoice]) -> dict[int, list[Sighting]]:
-        """Unconfirmed transfers per invoice, with their confirmations against how far
-        each network's watcher has read."""
-        open_ids = [i.id for i in invoices if i.address is not None]
-        if not open_ids:
-            return {}
-        async with self.db.reader() as session:
-            deposits = (
-                await session.scalars(
-                    select(Deposit).where(Deposit.invoice_id.in_(open_ids), Deposit.status == SEEN)
-                )
-            ).all()
-            networks = {d.network for d in deposits}
-            tips = (
-                dict(
-                    (
-                        await session.execute(
-                            select(ChainCursor.network, ChainCursor.height).where(
-                                ChainCursor.network.in_(networks)
-                            )
-                        )
-                    ).all()
-                )
-                if networks
-                else {}
-            )
-        found: dict[int, list[Sighting]] = defaultdict(list)
-        for deposit in deposits:
-            confirmations = 0
-            tip = tips.get(deposit.network)
-            if deposit.block_height is not None and tip is not None:
-                confirmations = max(tip - deposit.block_height + 1, 0)
-            assert deposit.invoice_id is not None
-            found[deposit.invoice_id].append(Sighting(deposit.txid, deposit.amount, confirmations))
-        return found
+
+def _view_query() -> Select[Any]:
+    """An invoice with its merchant's name, each of its transfers still waiting for
+    confirmations, and the height its network's watcher has read."""
+    return (
+        select(
+            Invoice,
+            Merchant.name,
+            Deposit.txid,
+            Deposit.amount,
+            Deposit.block_height,
+            ChainCursor.height,
+        )
+        .join(Merchant, Merchant.id == Invoice.merchant_id)
+        .outerjoin(Deposit, and_(Deposit.invoice_id == Invoice.id, Deposit.status == SEEN))
+        .outerjoin(ChainCursor, ChainCursor.network == Deposit.network)
+    )
+
+
+# Built once: building a statement costs more than running a cached one.
+_VIEW_ONE = _view_query().where(Invoice.uuid == bindparam("uuid"))
+_VIEW_MANY = _view_query().where(Invoice.uuid.in_(bindparam("uuids", expanding=True)))
 
 
 def _is_due(invoice: Invoice, now: datetime) -> bool:
