@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         "rate and lifetime on the payment page (the shop has been sent `cancel` by then, "
         "and a later `paid`).",
     )
+    devnet_test_wallet: bool | None = Field(
+        default=None,
+        description="Show a test wallet on the payment page of devnet invoices, so that a "
+        "payer can pay them from the browser (default: on when devnet is the only enabled "
+        "network, a demo server; a server that takes real money should not offer it).",
+    )
     catalogue_file: Path | None = Field(
         default=None, description="TOML file whose entries override the built-in catalogue."
     )
@@ -214,6 +220,12 @@ class Settings(BaseSettings):
     @property
     def runs_embedded_worker(self) -> bool:
         return self.is_sqlite if self.embedded_worker is None else self.embedded_worker
+
+    @property
+    def shows_devnet_test_wallet(self) -> bool:
+        if self.devnet_test_wallet is not None:
+            return self.devnet_test_wallet and "devnet" in self.networks
+        return self.networks == ["devnet"]
 
     @property
     def is_sqlite(self) -> bool:

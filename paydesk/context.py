@@ -81,5 +81,11 @@ def build_context(settings: Settings) -> Context:
         balances=Balances(catalogue),
         devnet=Devnet(catalogue),
         sender=build_sender(settings),
-        payment_pages=PaymentPages(db, catalogue, invoices, renewable=settings.payer_can_renew),
+        payment_pages=PaymentPages(
+            db,
+            catalogue,
+            invoices,
+            renewable=settings.payer_can_renew,
+            test_wallet=Devnet(catalogue) if settings.shows_devnet_test_wallet else None,
+        ),
     )

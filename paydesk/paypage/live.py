@@ -1,9 +1,9 @@
 """Live status for open payment pages.
 
 One poller per process reads every invoice that has a page waiting on it, in one batch
-per tick, and wakes the pages whose view changed. The database stays the only source of
-truth (the watcher that credits a payment may run in another process), and the cost is
-one batch of queries per tick however many payers are watching.
+per tick, and wakes the pages waiting on them; those whose view changed are answered.
+The database stays the only source of truth (the watcher that credits a payment may run
+in another process), and the cost is one query per tick however many payers watch.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ log = structlog.get_logger(__name__)
 class _Watch:
     listeners: int = 0
     view: PaymentView | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: When the read that gave `view` started (the event loop's clock).
+    read_at: float = float("-inf")
+    #: Set after every read of this invoice, then replaced.
+    read: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class LiveStatus:
@@ -38,7 +41,13 @@ class LiveStatus:
         self, invoice_uuid: uuid.UUID, known_version: str | None, wait_seconds: float
     ) -> PaymentView | None:
         """The invoice's view as soon as it differs from `known_version`; None if it did
-        not change within `wait_seconds`."""
+        not change within `wait_seconds`.
+
+        Only a read that started after this call counts: a page rendered a moment ago
+        knows a newer state than a view the poller read before it, and must not be sent
+        back to the older one."""
+        loop = asyncio.get_running_loop()
+        asked_at = loop.time()
         watch = self._watches.setdefault(invoice_uuid, _Watch())
         watch.listeners += 1
         self._ensure_poller()
@@ -46,9 +55,10 @@ class LiveStatus:
             async with asyncio.timeout(wait_seconds):
                 while True:
                     view = watch.view
-                    if view is not None and view.version != known_version:
+                    fresh = watch.read_at >= asked_at
+                    if view is not None and fresh and view.version != known_version:
                         return view
-                    await watch.changed.wait()
+                    await watch.read.wait()
         except TimeoutError:
             return None
         finally:
@@ -71,6 +81,7 @@ class LiveStatus:
                 del self._watches[key]
             if not self._watches:
                 return
+            started = asyncio.get_running_loop().time()
             try:
                 views = await self.pages.views(list(self._watches))
             except Exception:  # the database is away: keep the pages waiting, retry
@@ -80,8 +91,8 @@ class LiveStatus:
                 watch = self._watches.get(key)
                 if watch is None:
                     continue
-                if watch.view is None or watch.view.version != view.version:
-                    watch.view = view
-                    watch.changed.set()
-                    watch.changed = asyncio.Event()
+                watch.view = view
+                watch.read_at = started
+                watch.read.set()
+                watch.read = asyncio.Event()
             await asyncio.sleep(self.poll_seconds)

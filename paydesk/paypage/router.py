@@ -8,12 +8,14 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
+from paydesk.chains.devnet import DevnetError
 from paydesk.context import Context
 from paydesk.invoices.service import (
     AmountOutOfRange,
@@ -131,6 +133,23 @@ async def choose(request: Request, invoice_id: str) -> Response:
     return _see_other(_page_url(invoice_uuid, lang=lang))
 
 
+@router.post("/pay/{invoice_id}/test-wallet")
+async def test_wallet(request: Request, invoice_id: str) -> Response:
+    """The devnet's wallet on a demo server: sends test coins to the invoice."""
+    invoice_uuid = _invoice_uuid(invoice_id)
+    language = _pages(request).language(request)
+    if invoice_uuid is None:
+        return _not_found(request, language)
+    amount = _amount((await _form(request)).get("amount"))
+    try:
+        await _context(request).payment_pages.pay_with_test_wallet(invoice_uuid, amount)
+    except InvoiceNotFound:
+        return _not_found(request, language)
+    except (InvoiceNotPayable, DevnetError):
+        pass  # the page shows what the invoice is now
+    return _see_other(_page_url(invoice_uuid, lang=request.query_params.get("lang")))
+
+
 @router.post("/pay/{invoice_id}/renew")
 async def renew(request: Request, invoice_id: str) -> Response:
     invoice_uuid = _invoice_uuid(invoice_id)
@@ -245,6 +264,15 @@ async def _form(request: Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         return {}
     return {key: values[0][:64] for key, values in parsed.items()}
+
+
+def _amount(text: str | None) -> Decimal | None:
+    """A positive amount typed by the payer; None (what is due) for anything else."""
+    try:
+        amount = Decimal((text or "").strip().replace(",", "."))
+    except ArithmeticError:
+        return None
+    return amount if amount.is_finite() and amount > 0 else None
 
 
 def _see_other(url: str) -> Response:

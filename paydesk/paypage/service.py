@@ -22,6 +22,7 @@ from sqlalchemy import Select, and_, bindparam, select
 
 from paydesk.catalogue.models import Network, Service
 from paydesk.catalogue.service import Catalogue
+from paydesk.chains.devnet import DEVNET, Devnet
 from paydesk.chains.models import ChainCursor
 from paydesk.db import Database, utcnow
 from paydesk.deposits.models import Deposit
@@ -98,6 +99,8 @@ class PaymentView:
     #: Filled for the choose state only (it needs rates), by `PaymentPages.options`.
     options: list[OptionQuote] = field(default_factory=list)
     renewable: bool = False
+    #: Whether the page offers its devnet test wallet for this invoice.
+    test_wallet: bool = False
 
     @property
     def is_final(self) -> bool:
@@ -132,7 +135,13 @@ class PaymentView:
 
 class PaymentPages:
     def __init__(
-        self, db: Database, catalogue: Catalogue, invoices: InvoiceService, *, renewable: bool
+        self,
+        db: Database,
+        catalogue: Catalogue,
+        invoices: InvoiceService,
+        *,
+        renewable: bool,
+        test_wallet: Devnet | None = None,
     ) -> None:
         self.db = db
         self.catalogue = catalogue
@@ -140,6 +149,8 @@ class PaymentPages:
         #: Whether a payer may renew an invoice that expired with nothing paid (the
         #: operator's choice: the shop has been told `cancel` by then).
         self.renewable = renewable
+        #: The devnet, when the page may pay devnet invoices itself (a demo server).
+        self.test_wallet = test_wallet
 
     async def view(self, invoice_uuid: uuid.UUID) -> PaymentView:
         views = await self.views([invoice_uuid])
@@ -193,6 +204,17 @@ class PaymentPages:
             invoice = await self.invoices.get_for_update(session, invoice_uuid)
             await self.invoices.choose(session, invoice, currency, network, utcnow())
 
+    async def pay_with_test_wallet(self, invoice_uuid: uuid.UUID, amount: Decimal | None) -> None:
+        """Send devnet coins to the invoice, as a payer's wallet would: what is due, or
+        `amount` (to try an underpayment)."""
+        if self.test_wallet is None:
+            raise InvoiceNotPayable(str(invoice_uuid))
+        async with self.db.transaction() as session:
+            invoice = await self.invoices.get_for_update(session, invoice_uuid)
+            if not _takes_test_coins(invoice, utcnow()):
+                raise InvoiceNotPayable(str(invoice_uuid))
+            await self.test_wallet.pay_invoice(session, invoice, self.invoices, amount=amount)
+
     async def renew(self, invoice_uuid: uuid.UUID) -> None:
         """A new address, rate and lifetime for an invoice that expired unpaid."""
         async with self.db.transaction() as session:
@@ -233,6 +255,7 @@ class PaymentPages:
             sightings=sightings,
             required_confirmations=network.confirmations if network else None,
             renewable=self._renewable(invoice),
+            test_wallet=self.test_wallet is not None and _takes_test_coins(invoice, now),
         )
 
     def _renewable(self, invoice: Invoice) -> bool:
@@ -265,6 +288,15 @@ def _view_query() -> Select[Any]:
 # Built once: building a statement costs more than running a cached one.
 _VIEW_ONE = _view_query().where(Invoice.uuid == bindparam("uuid"))
 _VIEW_MANY = _view_query().where(Invoice.uuid.in_(bindparam("uuids", expanding=True)))
+
+
+def _takes_test_coins(invoice: Invoice, now: datetime) -> bool:
+    return (
+        invoice.network == DEVNET
+        and invoice.address is not None
+        and InvoiceStatus(invoice.status) in (S.CHECK, S.WRONG_AMOUNT_WAITING)
+        and invoice.expired_at > now
+    )
 
 
 def _is_due(invoice: Invoice, now: datetime) -> bool:

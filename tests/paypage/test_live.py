@@ -100,3 +100,24 @@ async def test_an_unknown_invoice_never_wakes_anyone(context):
         assert await live.next_view(uuid.uuid4(), None, 0.2) is None
     finally:
         await live.close()
+
+
+async def test_a_newer_page_is_never_sent_an_older_view(api, context):
+    """A view the poller read before a page was rendered is older than that page: the
+    page rendered after the payer's choice must not be sent back to the coin list."""
+    invoice = await api.result(
+        "/v1/payment", {"amount": "15", "currency": "USD", "order_id": "stale"}
+    )
+    key = uuid.UUID(invoice["uuid"])
+    live = LiveStatus(context.payment_pages, poll_seconds=5)  # no second read in this test
+    try:
+        before = await live.next_view(key, None, 5)
+        assert before.state.value == "choose"
+        keeper = asyncio.create_task(live.next_view(key, before.version, 10))
+        await context.payment_pages.choose(key, "USDT", "devnet")
+        rendered = await context.payment_pages.view(key)  # the page the browser now has
+        assert rendered.version != before.version
+        assert await live.next_view(key, rendered.version, 0.5) is None
+        keeper.cancel()
+    finally:
+        await live.close()

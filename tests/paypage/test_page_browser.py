@@ -10,6 +10,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,12 @@ class Gateway:
         return self.call("/v1/payment/info", {"uuid": invoice["uuid"]})
 
 
+def off_the_loop(function: Any, *args: Any) -> Any:
+    """Run a helper that uses asyncio.run() while Playwright's own loop runs here."""
+    with ThreadPoolExecutor(1) as executor:
+        return executor.submit(function, *args).result()
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def gateway(request, tmp_path_factory, postgres_available) -> Iterator[Gateway]:
     backend = request.param
@@ -92,7 +99,7 @@ def gateway(request, tmp_path_factory, postgres_available) -> Iterator[Gateway]:
     if backend == "postgresql":
         if not postgres_available:
             pytest.skip("PostgreSQL is not reachable")
-        database_url = create_pg_database(pg_name)
+        database_url = off_the_loop(create_pg_database, pg_name)
     env = paydesk_env(
         tmp_path_factory.mktemp(f"browser-{backend}"),
         database_url,
@@ -111,7 +118,7 @@ def gateway(request, tmp_path_factory, postgres_available) -> Iterator[Gateway]:
             yield Gateway(backend, base_url, {**env, "PAYDESK_PUBLIC_URL": base_url}, merchant)
     finally:
         if database_url:
-            drop_pg_database(pg_name)
+            off_the_loop(drop_pg_database, pg_name)
 
 
 @pytest.fixture(scope="module")
@@ -409,3 +416,30 @@ def test_the_event_stream_speaks_server_sent_events(gateway, shop):
     # Reconnecting with the last id of a final invoice: nothing more will come.
     again = httpx.get(url, headers={"last-event-id": events[-1]["id"]}, timeout=10)
     assert again.status_code == 204
+
+
+def test_a_person_pays_from_the_page_alone_with_the_test_wallet(gateway, browser, shop):
+    """On a demo server (devnet the only network) the page carries the devnet's wallet:
+    no command line, no API — first too little, then the rest."""
+    shop_url, visits = shop
+    invoice = gateway.invoice(f"wallet-{gateway.backend}", shop_url)
+    context = browser.new_context(locale="es-ES", **PHONE)
+    page = context.new_page()
+    page.goto(invoice["url"])
+    choose_usdt_on_devnet(page, "es")
+    page.evaluate("window.stillTheSamePage = true")
+    page.get_by_label(t("es", "Amount to send")).fill("5")
+    page.get_by_role("button", name=t("es", "Send test coins")).click()
+    expect(page.locator("h1")).to_have_text(
+        t("es", "Part of the amount arrived"), timeout=SETTLE_MS
+    )
+    expect(page.get_by_label(t("es", "Amount to send"))).to_have_value("10")
+    screenshot(page, f"{gateway.backend}-es-phone-test-wallet-underpaid")
+    page.get_by_role("button", name=t("es", "Send test coins")).click()
+    expect(page.locator("h1")).to_have_text(t("es", "Payment received"), timeout=SETTLE_MS)
+    assert page.evaluate("window.stillTheSamePage") is True
+    page.get_by_role("link", name=t("es", "Back to the shop")).click()
+    page.wait_for_url(f"{shop_url}/thanks/{invoice['order_id']}")
+    assert f"/thanks/{invoice['order_id']}" in visits
+    assert gateway.info(invoice)["payment_amount"] == "15.00000000"
+    context.close()

@@ -279,3 +279,45 @@ async def test_pages_use_nothing_from_elsewhere_and_stay_small(api, http):
         assert "immutable" in response.headers["cache-control"]
         total += len(response.content)
     assert total < 100 * 1024, total
+
+
+async def test_the_test_wallet_belongs_to_demo_servers_only(api, http, context):
+    """Off as soon as a real network is enabled (here: the test settings' default, devnet
+    alone, shows it; a server with eth does not)."""
+    invoice = await api.result(
+        "/v1/payment",
+        {"amount": "20", "currency": "USDT", "network": "devnet", "order_id": "wallet"},
+    )
+    page = await http.get(f"/pay/{invoice['uuid']}")
+    assert "Send test coins" in page.text
+    sent = await http.post(
+        f"/pay/{invoice['uuid']}/test-wallet",
+        content="amount=7,5",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert sent.status_code == 303
+    await follow(context)
+    await api.result("/v1/devnet/mine", {})
+    await follow(context)
+    assert (await info(api, invoice))["payment_amount"] == "7.50000000"
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"networks": ["devnet", "eth"], "chain_nodes": {"eth": "http://127.0.0.1:9"}}],
+)
+async def test_no_test_wallet_beside_real_networks(api, http, context):
+    invoice = await api.result(
+        "/v1/payment",
+        {"amount": "20", "currency": "USDT", "network": "devnet", "order_id": "no-wallet"},
+    )
+    page = await http.get(f"/pay/{invoice['uuid']}")
+    assert "Send test coins" not in page.text
+    refused = await http.post(
+        f"/pay/{invoice['uuid']}/test-wallet",
+        content="amount=20",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert refused.status_code == 303
+    await follow(context)
+    assert (await info(api, invoice))["status"] == "check"

@@ -39,6 +39,17 @@
     return copied;
   }
 
+  // Forms marked data-inline post in the background: the live status shows the result.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.hasAttribute || !form.hasAttribute("data-inline") || !window.fetch) return;
+    event.preventDefault();
+    var button = form.querySelector("button");
+    if (button) button.disabled = true;
+    fetch(form.action, { method: "POST", body: new URLSearchParams(new FormData(form)) })
+      .then(function () { askNow(); }, function () { form.submit(); });
+  });
+
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function countdown(seconds) {
     var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
