@@ -59,6 +59,7 @@ from bench.run import (  # noqa: E402
     server,
     sql,
 )
+from bench.run import load as run_load  # noqa: E402
 from paydesk.config import Settings  # noqa: E402
 from paydesk.context import build_context  # noqa: E402
 from paydesk.logs import configure_logging  # noqa: E402
@@ -135,36 +136,8 @@ def page_sizes(base: str, uuids: list[str], marker: str) -> dict[str, float]:
 def load(
     wrk: str, target: str, base: str, args: argparse.Namespace, env: dict[str, str], duration: int
 ) -> Round:
-    """bench.run.load with GETs of the page paths (get.lua) instead of signed POSTs."""
-    done = subprocess.run(
-        [
-            wrk,
-            f"-t{args.threads}",
-            f"-c{args.connections}",
-            f"-d{duration}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(HERE / "get.lua"),
-            base,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=duration + 60,
-        check=True,
-    )
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
-    values = {k: int(v) for k, v in (part.split("=") for part in line.split()[1:])}
-    return Round(
-        target=target,
-        requests=values["requests"],
-        rps=values["requests"] / (values["duration_us"] / 1e6),
-        p50_ms=values["p50_us"] / 1000,
-        p99_ms=values["p99_us"] / 1000,
-        status_errors=values["status_errors"],
-        socket_errors=values["socket_errors"],
-    )
+    """A wrk round of GETs of the page paths (get.lua) instead of signed POSTs."""
+    return run_load(wrk, target, base, args, env, duration, script="get.lua")
 
 
 def bench_pages(

@@ -152,8 +152,15 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
 
 
 def load(
-    wrk: str, target: str, base: str, args: argparse.Namespace, env: dict[str, str], duration: int
+    wrk: str,
+    target: str,
+    base: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    duration: int,
+    script: str = "post.lua",
 ) -> Round:
+    """One wrk round with `script` (pre-signed POSTs by default); its RESULT line."""
     done = subprocess.run(
         [
             wrk,
@@ -163,7 +170,7 @@ def load(
             "--timeout",
             "10s",
             "-s",
-            str(HERE / "post.lua"),
+            str(HERE / script),
             base,
         ],
         env=env,

@@ -173,16 +173,12 @@ async def events(
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> Response:
     """Server-sent events: a `state` event each time what the page shows changes."""
-    invoice_uuid = _invoice_uuid(invoice_id)
-    if invoice_uuid is None:
+    current = await _current_view(request, invoice_id)
+    if current is None:
         return JSONResponse({"detail": "Not Found"}, status_code=404)
+    invoice_uuid = current.invoice.uuid
     pages = _pages(request)
     language = pages.language(request)
-    context = _context(request)
-    try:
-        current = await context.payment_pages.view(invoice_uuid)
-    except InvoiceNotFound:
-        return JSONResponse({"detail": "Not Found"}, status_code=404)
     live = _live(request)
     known = last_event_id or version
     if current.is_final and current.version == known:
@@ -220,21 +216,27 @@ async def status(
 ) -> Response:
     """Long polling for browsers without event streams: answers at once when the page is
     out of date, else when it changes, else after a while with the same version."""
-    invoice_uuid = _invoice_uuid(invoice_id)
-    if invoice_uuid is None:
+    view = await _current_view(request, invoice_id)
+    if view is None:
         return JSONResponse({"detail": "Not Found"}, status_code=404)
     pages = _pages(request)
     language = pages.language(request)
-    context = _context(request)
-    try:
-        view = await context.payment_pages.view(invoice_uuid)
-    except InvoiceNotFound:
-        return JSONResponse({"detail": "Not Found"}, status_code=404)
     if wait and view.version == version and not view.is_final:
-        view = await _live(request).next_view(invoice_uuid, version, LONG_POLL_SECONDS) or view
+        changed = await _live(request).next_view(view.invoice.uuid, version, LONG_POLL_SECONDS)
+        view = changed or view
     return JSONResponse(
         await _message(request, pages, language, view), headers={"Cache-Control": "no-store"}
     )
+
+
+async def _current_view(request: Request, invoice_id: str) -> PaymentView | None:
+    invoice_uuid = _invoice_uuid(invoice_id)
+    if invoice_uuid is None:
+        return None
+    try:
+        return await _context(request).payment_pages.view(invoice_uuid)
+    except InvoiceNotFound:
+        return None
 
 
 async def _message(
