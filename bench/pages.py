@@ -53,6 +53,7 @@ from bench.run import (  # noqa: E402
     PAYDESK,
     PG,
     Round,
+    create_merchant,
     ensure_wrk,
     free_port,
     log,
@@ -143,23 +144,7 @@ def load(
 def bench_pages(
     args: argparse.Namespace, wrk: str, env: dict[str, str], work: Path
 ) -> tuple[list[str], dict[str, Any]]:
-    created = subprocess.run(
-        [
-            PAYDESK,
-            "merchant",
-            "create",
-            "--name",
-            "Bench",
-            "--email",
-            "bench@example.test",
-            "--json",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    merchant = json.loads(created.stdout)
+    merchant = create_merchant(env)
     paths = work / "paths.txt"
     ceiling_port, paydesk_port = free_port(), free_port()
     ceiling_env = dict(env, BENCH_CEILING_DSN=DSN, BENCH_POOL=str(args.pool))

@@ -103,6 +103,19 @@ def sql(*statements: str, database: str = DATABASE) -> None:
     asyncio.run(admin(*statements, database=database))
 
 
+def create_merchant(env: dict[str, str]) -> dict[str, str]:
+    """A merchant made with the CLI: uuid and keys, as `merchant create --json` prints."""
+    created = subprocess.run(
+        [PAYDESK, "merchant", "create", "--name", "Bench", "--email", "bench@example.test",
+         "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    return dict(json.loads(created.stdout))
+
+
 def write_requests(path: Path, count: int, key: str, scenario: str) -> None:
     """Pre-signed bodies, one per line, each with its own order_id."""
     template = (
@@ -231,23 +244,7 @@ def main() -> None:
     )
     try:
         subprocess.run([PAYDESK, "migrate"], env=env, check=True, capture_output=True)
-        created = subprocess.run(
-            [
-                PAYDESK,
-                "merchant",
-                "create",
-                "--name",
-                "Bench",
-                "--email",
-                "bench@example.test",
-                "--json",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        merchant = json.loads(created.stdout)
+        merchant = create_merchant(env)
         requests_file = work / "requests.tsv"
         count = (args.duration + 2) * MAX_RATE
         log(f"signing {count} requests ({args.scenario})")

@@ -10,6 +10,7 @@ from typing import Any
 from babel.numbers import format_currency, is_currency
 from markupsafe import Markup
 
+from paydesk.catalogue.models import Network
 from paydesk.catalogue.service import Catalogue
 from paydesk.invoices.service import payment_uri_of
 from paydesk.money import plain
@@ -53,7 +54,7 @@ def present(
         "merchant_name": view.merchant_name,
         "invoice_amount": price_text(invoice.amount, invoice.currency, language),
         "coin": invoice.payer_currency,
-        "network_name": network_name(view, language),
+        "network_name": display_name(view.network) if view.network else None,
         "is_devnet": view.network is not None and view.network.family == DEVNET,
         "due": plain(view.amount_due) if view.amount_due is not None else None,
         "payer_amount": plain(invoice.payer_amount) if invoice.payer_amount is not None else None,
@@ -105,20 +106,16 @@ def _choices(
         if option.service.currency != chosen:
             continue
         network = catalogue.network(option.service.network)
-        name = network.name if network else option.service.network
-        if network is not None and network.family == DEVNET:
-            name = "Paydesk devnet"
+        name = display_name(network) if network else option.service.network
         amount = plain(option.payer_amount) if option.payer_amount is not None else None
         networks.append(NetworkOption(option.service.network, name, amount))
     return {"coins": coins, "chosen_currency": chosen, "networks": networks}
 
 
-def network_name(view: PaymentView, language: Language) -> str | None:
-    if view.network is None:
-        return None
-    if view.network.family == DEVNET:
-        return "Paydesk devnet"
-    return view.network.name
+def display_name(network: Network) -> str:
+    """The network's name as a payer reads it (the catalogue's devnet name describes it
+    for operators, in English; the page says what it is in the payer's language)."""
+    return "Paydesk devnet" if network.family == DEVNET else network.name
 
 
 def price_text(amount: Decimal, currency: str, language: Language) -> str:

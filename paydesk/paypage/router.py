@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
@@ -48,9 +48,7 @@ def _context(request: Request) -> Context:
 
 
 def _pages(request: Request) -> Pages:
-    pages: Pages | None = getattr(request.app.state, "pages", None)
-    if pages is None:
-        pages = request.app.state.pages = Pages()
+    pages: Pages = request.app.state.pages  # built with the app
     return pages
 
 
@@ -136,32 +134,43 @@ async def choose(request: Request, invoice_id: str) -> Response:
 @router.post("/pay/{invoice_id}/test-wallet")
 async def test_wallet(request: Request, invoice_id: str) -> Response:
     """The devnet's wallet on a demo server: sends test coins to the invoice."""
-    invoice_uuid = _invoice_uuid(invoice_id)
-    language = _pages(request).language(request)
-    if invoice_uuid is None:
-        return _not_found(request, language)
     amount = _amount((await _form(request)).get("amount"))
-    try:
-        await _context(request).payment_pages.pay_with_test_wallet(invoice_uuid, amount)
-    except InvoiceNotFound:
-        return _not_found(request, language)
-    except (InvoiceNotPayable, DevnetError):
-        pass  # the page shows what the invoice is now
-    return _see_other(_page_url(invoice_uuid, lang=request.query_params.get("lang")))
+    pages = _context(request).payment_pages
+    return await _payer_action(
+        request,
+        invoice_id,
+        lambda invoice_uuid: pages.pay_with_test_wallet(invoice_uuid, amount),
+        (InvoiceNotPayable, DevnetError),
+    )
 
 
 @router.post("/pay/{invoice_id}/renew")
 async def renew(request: Request, invoice_id: str) -> Response:
+    return await _payer_action(
+        request,
+        invoice_id,
+        _context(request).payment_pages.renew,
+        (InvoiceNotPayable, ConversionFailed, AmountOutOfRange),
+    )
+
+
+async def _payer_action(
+    request: Request,
+    invoice_id: str,
+    action: Callable[[uuid.UUID], Awaitable[None]],
+    refused: tuple[type[Exception], ...],
+) -> Response:
+    """Do what the payer asked and show the page again; a refusal needs no message of
+    its own, the page shows what the invoice is now."""
     invoice_uuid = _invoice_uuid(invoice_id)
-    language = _pages(request).language(request)
     if invoice_uuid is None:
-        return _not_found(request, language)
+        return _not_found(request, _pages(request).language(request))
     try:
-        await _context(request).payment_pages.renew(invoice_uuid)
+        await action(invoice_uuid)
     except InvoiceNotFound:
-        return _not_found(request, language)
-    except (InvoiceNotPayable, ConversionFailed, AmountOutOfRange):
-        pass  # the page explains what the invoice is now
+        return _not_found(request, _pages(request).language(request))
+    except refused:
+        pass
     return _see_other(_page_url(invoice_uuid, lang=request.query_params.get("lang")))
 
 

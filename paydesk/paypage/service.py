@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, select
 
-from paydesk.catalogue.models import Network, Service
+from paydesk.catalogue.models import Network
 from paydesk.catalogue.service import Catalogue
 from paydesk.chains.devnet import DEVNET, Devnet
 from paydesk.chains.models import ChainCursor
@@ -90,12 +90,7 @@ class PaymentView:
     state: PageState
     now: datetime
     network: Network | None = None
-    service: Service | None = None
-    #: What the payer still has to send (the whole amount, or the rest of a short one).
-    amount_due: Decimal | None = None
-    received: Decimal = ZERO
     sightings: list[Sighting] = field(default_factory=list)
-    required_confirmations: int | None = None
     #: Filled for the choose state only (it needs rates), by `PaymentPages.options`.
     options: list[OptionQuote] = field(default_factory=list)
     renewable: bool = False
@@ -109,6 +104,18 @@ class PaymentView:
     @property
     def seconds_left(self) -> int:
         return max(int((self.invoice.expired_at - self.now).total_seconds()), 0)
+
+    @property
+    def amount_due(self) -> Decimal | None:
+        return self.invoice.amount_due
+
+    @property
+    def received(self) -> Decimal:
+        return self.invoice.payment_amount or ZERO
+
+    @property
+    def required_confirmations(self) -> int | None:
+        return self.network.confirmations if self.network else None
 
     @property
     def confirmations(self) -> int:
@@ -226,14 +233,7 @@ class PaymentPages:
     def _view(
         self, invoice: Invoice, merchant_name: str, sightings: list[Sighting], now: datetime
     ) -> PaymentView:
-        network = self.catalogue.network(invoice.network) if invoice.network else None
-        service = (
-            self.catalogue.service(invoice.payer_currency, invoice.network)
-            if invoice.payer_currency and invoice.network
-            else None
-        )
         status = InvoiceStatus(invoice.status)
-        received = invoice.payment_amount or ZERO
         if status in (S.CHECK, S.PROCESS):
             if invoice.address is None:
                 state = PageState.CHOOSE
@@ -248,12 +248,8 @@ class PaymentPages:
             merchant_name=merchant_name,
             state=state,
             now=now,
-            network=network,
-            service=service,
-            amount_due=invoice.amount_due,
-            received=received,
+            network=self.catalogue.network(invoice.network) if invoice.network else None,
             sightings=sightings,
-            required_confirmations=network.confirmations if network else None,
             renewable=self._renewable(invoice),
             test_wallet=self.test_wallet is not None and _takes_test_coins(invoice, now),
         )
