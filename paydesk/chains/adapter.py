@@ -81,3 +81,86 @@ class ChainAdapter(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------- sending (payouts)
+@dataclass(frozen=True, slots=True)
+class SignedTransfer:
+    """A transfer signed by the hot wallet, not necessarily broadcast. Its `txid` is known
+    before the node sees it, so it is stored first and looked up after a crash."""
+
+    txid: str
+    #: The serialized signed transaction (hex), re-broadcast as is after a crash.
+    raw: str
+    from_address: str
+    #: The account nonce it consumes (EVM), None where the chain has none.
+    nonce: int | None = None
+    #: The most it can cost in network fees, in the native coin.
+    max_fee: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class SentTransfer:
+    """What the node knows of a broadcast transaction."""
+
+    #: Block it is in; None while it waits in the mempool.
+    block_height: int | None
+    #: False when it was mined but failed (a reverted token transfer moves nothing).
+    succeeded: bool = True
+    #: Network fee it cost, in the native coin (0 until mined).
+    fee: Decimal = Decimal(0)
+
+
+class BroadcastRejected(RuntimeError):
+    """The node refused the transaction for good (invalid, underpriced beyond repair...):
+    sending it again cannot help."""
+
+
+class NonceTaken(BroadcastRejected):
+    """Another transaction of the hot wallet already used this nonce: this one can never
+    be mined."""
+
+
+class HotWalletShort(RuntimeError):
+    """The hot wallet cannot cover the transfer and its fee yet: wait for a top-up."""
+
+
+class PayoutSender(Protocol):
+    """A network's hot wallet: signs transfers, broadcasts them and follows them."""
+
+    network: str
+    #: The coin network fees are paid in.
+    native: str
+
+    @property
+    def hot_address(self) -> str: ...
+
+    async def next_nonce(self) -> int | None:
+        """The hot wallet's next nonce as the chain counts it (mined transactions), or
+        None on chains without nonces."""
+        ...
+
+    async def sign_transfer(
+        self, to: str, currency: str, amount: Decimal, *, nonce: int | None, priority: str
+    ) -> SignedTransfer:
+        """Sign (never broadcast) a transfer of `amount` whole coins of `currency`.
+        Raises HotWalletShort when the wallet cannot pay for it now."""
+        ...
+
+    async def broadcast(self, transfer: SignedTransfer) -> None:
+        """Hand the signed transaction to the node. Sending one the node already has is
+        not an error. Raises BroadcastRejected (or NonceTaken) when it can never be
+        mined, ChainUnavailable when the node could not be asked."""
+        ...
+
+    async def lookup(self, txid: str) -> SentTransfer | None:
+        """The transaction as the node sees it now; None when the node does not know it."""
+        ...
+
+    async def tip(self) -> int: ...
+
+    async def balance(self, currency: str) -> Decimal:
+        """The hot wallet's balance of `currency` on chain."""
+        ...
+
+    async def close(self) -> None: ...

@@ -6,6 +6,7 @@ kept encrypted with the master key. Each network has its own BIP32 account
 networks: a payment sent on the wrong chain cannot land on another invoice's address.
 Deposit addresses are the external chain's children m/…/0/index. Only the account's public
 node is needed to derive them, which is what makes watch-only merchants possible.
+The hot wallet that payouts are sent from is the internal chain's first key, m/…/1/0.
 """
 
 from __future__ import annotations
@@ -168,6 +169,12 @@ class KeyRing:
         """The account-level extended public key: every deposit address of the network
         derives from it, so it is what a watch-only wallet imports."""
         return self.account(network).PublicKey().ToExtended()
+
+    def hot_wallet(self, network: str) -> Bip44Base:
+        """The key payouts are signed with: m/…/1/0, the first address of the account's
+        internal chain. Deposit addresses use the external chain only, so no invoice can
+        ever be given the hot wallet's address."""
+        return self.account(network).Change(Bip44Changes.CHAIN_INT).AddressIndex(0)
 
     def deriver(self, network: str) -> XpubDeriver:
         deriver = self._derivers.get(network)
