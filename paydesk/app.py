@@ -16,7 +16,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paydesk import __version__, migrations
 from paydesk.api import openapi
+from paydesk.api.cryptomus.payouts import router as payouts_router
 from paydesk.api.cryptomus.router import router as cryptomus_router
+from paydesk.api.cryptomus.static_wallets import router as wallets_router
 from paydesk.api.cryptomus.testmode import router as testmode_router
 from paydesk.config import Settings
 from paydesk.context import Context, build_context
@@ -112,6 +114,8 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
         app.state.context = context
     app.add_middleware(StripTrailingSlash)
     app.include_router(cryptomus_router)
+    app.include_router(wallets_router)
+    app.include_router(payouts_router)
     app.include_router(testmode_router)
     app.include_router(paypage_router)
     app.mount(STATIC_PATH, static_files(), name="static")

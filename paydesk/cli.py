@@ -8,6 +8,7 @@ import os
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, TypeVar
 
@@ -240,12 +241,16 @@ def merchant_rotate_key(
     kind: Annotated[KeyKind, typer.Option(help="Which key to replace.")] = KeyKind.PAYMENT,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Replace a merchant's payment or payout key; the old key stops working."""
+    """Replace a merchant's payment or payout key; the old key stops working. A new payout
+    key holds payouts for PAYDESK_PAYOUT_KEY_HOLD_HOURS."""
     merchant_id = _merchant_id(merchant)
 
     async def work(context: Context) -> str:
+        hold = timedelta(hours=context.settings.payout_key_hold_hours)
         async with context.db.transaction() as session:
-            return await merchants.rotate_key(session, context.vault, merchant_id, kind)
+            return await merchants.rotate_key(
+                session, context.vault, merchant_id, kind, payout_hold=hold
+            )
 
     try:
         key = _with_context(work)

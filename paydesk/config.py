@@ -165,6 +165,21 @@ class Settings(BaseSettings):
         description="Read-only endpoints also accept the merchant's other key, as some "
         "clients sign them with it.",
     )
+    payout_approval_usd: Decimal | None = Field(
+        default=None,
+        description="Payouts worth more than this many US dollars wait in `check` for an "
+        "operator's `paydesk payouts approve` (none: no approval needed). A payout that "
+        "cannot be valued in dollars waits too.",
+    )
+    payout_key_hold_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Payouts are refused this long after a merchant's payout key is "
+        "replaced (a stolen session cannot rotate the key and withdraw at once).",
+    )
+    payout_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often the payout worker looks for work."
+    )
     embedded_worker: bool | None = Field(
         default=None,
         description="Run the background loops inside `paydesk serve` "

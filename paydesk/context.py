@@ -16,10 +16,12 @@ from paydesk.discounts.service import DiscountBook
 from paydesk.invoices.service import InvoiceService
 from paydesk.ledger.balances import Balances
 from paydesk.merchants.service import CredentialsCache
+from paydesk.payouts.service import PayoutService
 from paydesk.paypage.service import PaymentPages
 from paydesk.rates.providers import REFERENCE_PROVIDERS, max_age_of, static_rates
 from paydesk.rates.service import RatesService
 from paydesk.vault import Vault, load_vault
+from paydesk.wallets.service import WalletService
 from paydesk.webhooks.sender import WebhookSender, build_sender
 
 
@@ -36,6 +38,8 @@ class Context:
     invoices: InvoiceService
     deposits: DepositService
     balances: Balances
+    payouts: PayoutService
+    wallets: WalletService
     #: The built-in test chain (present even when the devnet network is switched off, so
     #: the CLI can say so instead of failing obscurely).
     devnet: Devnet
@@ -67,6 +71,8 @@ def build_context(settings: Settings) -> Context:
     addresses = build_address_book(settings.networks, catalogue, vault, settings.auth_cache_seconds)
     discounts = DiscountBook(db, settings.auth_cache_seconds)
     invoices = InvoiceService(catalogue, rates, addresses, discounts)
+    payouts = PayoutService(catalogue, rates, approval_usd=settings.payout_approval_usd)
+    wallets = WalletService(catalogue, rates, addresses, payouts)
     return Context(
         settings=settings,
         db=db,
@@ -77,8 +83,10 @@ def build_context(settings: Settings) -> Context:
         credentials=CredentialsCache(db, vault, settings.auth_cache_seconds),
         discounts=discounts,
         invoices=invoices,
-        deposits=DepositService(catalogue, invoices),
+        deposits=DepositService(catalogue, invoices, wallets),
         balances=Balances(catalogue),
+        payouts=payouts,
+        wallets=wallets,
         devnet=Devnet(catalogue),
         sender=build_sender(settings),
         payment_pages=PaymentPages(

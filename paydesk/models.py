@@ -16,7 +16,9 @@ from paydesk.idempotency.models import IdempotencyRecord
 from paydesk.invoices.models import Invoice
 from paydesk.ledger.models import Account, JournalTransaction, Posting
 from paydesk.merchants.models import Merchant, User
+from paydesk.payouts.models import Payout, PayoutAddress, PayoutLane
 from paydesk.rates.models import StoredRate
+from paydesk.wallets.models import StaticWallet
 from paydesk.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEvent
 
 __all__ = [
@@ -35,7 +37,11 @@ __all__ = [
     "Merchant",
     "MerchantXpub",
     "PaymentDiscount",
+    "Payout",
+    "PayoutAddress",
+    "PayoutLane",
     "Posting",
+    "StaticWallet",
     "StoredRate",
     "User",
     "WebhookAttempt",

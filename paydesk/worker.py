@@ -10,12 +10,21 @@ from paydesk.chains.worker import address_pool_loop, watchers_loop
 from paydesk.context import Context
 from paydesk.idempotency.worker import purge_loop
 from paydesk.invoices.worker import expiry_loop
+from paydesk.payouts.worker import payouts_loop
 from paydesk.rates.worker import rates_loop
 from paydesk.webhooks.worker import delivery_loop
 
 log = structlog.get_logger(__name__)
 
-LOOPS = (expiry_loop, purge_loop, address_pool_loop, watchers_loop, rates_loop, delivery_loop)
+LOOPS = (
+    expiry_loop,
+    purge_loop,
+    address_pool_loop,
+    watchers_loop,
+    payouts_loop,
+    rates_loop,
+    delivery_loop,
+)
 
 
 async def run_workers(context: Context, stop: asyncio.Event) -> None:

@@ -36,6 +36,11 @@ class Service:
     fee_amount: Decimal
     contract: str | None = None
     available: bool = True
+    #: Payout limits and fee (percent of the amount + a fixed fee covering the network fee).
+    payout_min_amount: Decimal = Decimal(0)
+    payout_max_amount: Decimal = Decimal(0)
+    payout_percent: Decimal = Decimal(0)
+    payout_fee_amount: Decimal = Decimal(0)
 
     @property
     def key(self) -> tuple[str, str]:

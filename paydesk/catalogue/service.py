@@ -161,9 +161,17 @@ def build_catalogue(data: dict[str, Any], enabled_networks: list[str]) -> Catalo
             fee_amount=Decimal(str(entry.get("fee_amount", "0"))),
             contract=entry.get("contract"),
             available=bool(entry.get("available", True)),
+            payout_min_amount=Decimal(str(entry.get("payout_min_amount", entry["min_amount"]))),
+            payout_max_amount=Decimal(str(entry.get("payout_max_amount", entry["max_amount"]))),
+            payout_percent=Decimal(str(entry.get("payout_percent", "0"))),
+            payout_fee_amount=Decimal(str(entry.get("payout_fee_amount", "0"))),
         )
         if service.min_amount > service.max_amount or service.min_amount < 0:
             raise CatalogueError(f"service {currency}/{network}: bad limits")
+        if not 0 <= service.payout_min_amount <= service.payout_max_amount:
+            raise CatalogueError(f"service {currency}/{network}: bad payout limits")
+        if service.payout_fee_amount < 0 or not 0 <= service.payout_percent < 100:
+            raise CatalogueError(f"service {currency}/{network}: bad payout fee")
         services[service.key] = service
     return Catalogue(currencies, networks, services)
 

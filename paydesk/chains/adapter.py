@@ -159,8 +159,9 @@ class PayoutSender(Protocol):
 
     async def tip(self) -> int: ...
 
-    async def balance(self, currency: str) -> Decimal:
-        """The hot wallet's balance of `currency` on chain."""
+    async def balance(self, currency: str) -> Decimal | None:
+        """The hot wallet's balance of `currency` on chain (None: it has no limit, as on
+        the devnet)."""
         ...
 
     async def close(self) -> None: ...

@@ -61,6 +61,18 @@ def units_to_amount(value: int, decimals: int) -> Decimal:
     return Decimal(value).scaleb(-decimals, _EXACT)
 
 
+def normalize_evm_address(address: str) -> str | None:
+    """EIP-55 checksummed spelling; None for anything but 0x and 40 hex digits, or for a
+    mixed-case spelling whose checksum is wrong (a typo)."""
+    if not isinstance(address, str) or not _HEX_ADDRESS.fullmatch(address):
+        return None
+    checksummed = to_checksum_address(address)
+    body = address[2:]
+    if body != body.lower() and body != body.upper() and address != checksummed:
+        return None
+    return checksummed
+
+
 def _hex(value: bytes) -> str:
     return HexBytes(value).to_0x_hex()
 
@@ -198,15 +210,7 @@ class EvmAdapter:
         return []
 
     def normalize_address(self, address: str) -> str | None:
-        """EIP-55 checksummed spelling; None for anything but 0x and 40 hex digits, or for a
-        mixed-case spelling whose checksum is wrong (a typo)."""
-        if not isinstance(address, str) or not _HEX_ADDRESS.fullmatch(address):
-            return None
-        checksummed = to_checksum_address(address)
-        body = address[2:]
-        if body != body.lower() and body != body.upper() and address != checksummed:
-            return None
-        return checksummed
+        return normalize_evm_address(address)
 
     # ------------------------------------------------------------------ internals
     async def _fetch_blocks(self, start: int, end: int, full: bool) -> list[dict[str, Any]]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from paydesk.catalogue.models import Network
 from paydesk.catalogue.service import Catalogue
-from paydesk.chains.adapter import ChainAdapter
-from paydesk.chains.devnet import DevnetAdapter
+from paydesk.chains.adapter import ChainAdapter, PayoutSender
+from paydesk.chains.devnet import DevnetAdapter, DevnetPayoutSender
+from paydesk.chains.keys import KeyRing
 from paydesk.config import Settings
 from paydesk.db import Database
 
@@ -46,3 +47,33 @@ def build_adapter(
         services = [s for s in catalogue.services if s.network == network.code]
         return EvmAdapter.from_catalogue(network, services, settings.chain_nodes[network.code])
     raise NetworkNotConfigured(f"no adapter for {network.code} ({network.family})")
+
+
+def build_sender(
+    network: Network, catalogue: Catalogue, settings: Settings, db: Database, keys: KeyRing
+) -> PayoutSender:
+    """The network's hot wallet (the key ring must be loaded)."""
+    if network.family == "devnet":
+        return DevnetPayoutSender(db, catalogue)
+    if network.family == "evm":
+        from paydesk.chains.evm_sender import EvmPayoutSender
+
+        services = [s for s in catalogue.services if s.network == network.code]
+        key = keys.hot_wallet(network.code).PrivateKey().Raw().ToBytes()
+        return EvmPayoutSender.from_catalogue(
+            network, services, settings.chain_nodes[network.code], key
+        )
+    raise NetworkNotConfigured(f"no payouts on {network.code} ({network.family})")
+
+
+def normalize_address(network: Network, address: str) -> str | None:
+    """The canonical spelling of a valid address of `network`, or None; no node needed."""
+    if network.family == "devnet":
+        from paydesk.chains.devnet import DevnetAddresses
+
+        return address if DevnetAddresses.is_valid(address) else None
+    if network.family == "evm":
+        from paydesk.chains.evm import normalize_evm_address
+
+        return normalize_evm_address(address)
+    return None

@@ -4,7 +4,16 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paydesk.db import Amount, Base, BigId, UTCDateTime, new_uuid, utcnow
@@ -35,6 +44,10 @@ class Deposit(Base):
     block_hash: Mapped[str | None] = mapped_column(String(128))
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
+    #: The static wallet it was sent to (invoice_id is then null).
+    wallet_id: Mapped[int | None] = mapped_column(ForeignKey("static_wallets.id"), index=True)
+    #: Booked as held (the wallet was blocked) instead of credited to the merchant.
+    held: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     #: seen (on chain or in the mempool, not yet confirmed: nothing booked) → credited
     #: (booked) → reversed (its block was orphaned); a seen one whose block or mempool
     #: entry vanished is orphaned. A reversed or orphaned transfer that comes back in a new

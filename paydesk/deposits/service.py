@@ -28,11 +28,17 @@ from paydesk.invoices.status import is_final
 from paydesk.ledger import service as ledger
 from paydesk.ledger.models import Account, AccountKind, JournalTransaction, Posting
 from paydesk.money import MONEY, percent_of, round_half_up
+from paydesk.wallets.models import ACTIVE, StaticWallet
+from paydesk.wallets.service import WalletService
 
 SEEN = "seen"
 CREDITED = "credited"
 REVERSED = "reversed"
 ORPHANED = "orphaned"
+
+#: Accounts a reversed deposit takes back only as far as they hold it; the rest becomes
+#: the merchant's debt (no balance goes below zero).
+TAKEN_BACK_IF_THERE = frozenset({AccountKind.MERCHANT_BUSINESS, AccountKind.HELD_DEPOSITS})
 
 
 class DepositError(Exception):
@@ -78,23 +84,21 @@ def reversal_reference(deposit: Deposit) -> str:
     return "reversal" + credit_reference(deposit).removeprefix("deposit")
 
 
-def ledger_book(network: str) -> str:
-    """Which book a network's money is kept in: "" for live money, the network's code
-    for test money (devnet), so test balances never mix with live ones."""
-    return network if network == "devnet" else ""
-
-
 class DepositService:
-    def __init__(self, catalogue: Catalogue, invoices: InvoiceService) -> None:
+    def __init__(
+        self, catalogue: Catalogue, invoices: InvoiceService, wallets: WalletService
+    ) -> None:
         self.catalogue = catalogue
         self.invoices = invoices
+        self.wallets = wallets
 
     async def observe(
         self, session: AsyncSession, transfer: ObservedTransfer, *, confirmed: bool = False
     ) -> Deposit | None:
         """Record a transfer seen on chain or in the mempool (nothing booked yet). None
-        when the address is not one an invoice holds. Seeing it again updates its block;
-        one that had been reversed or orphaned and comes back is seen anew.
+        when the address is not one an invoice or a static wallet holds. Seeing it again
+        updates its block; one that had been reversed or orphaned and comes back is seen
+        anew.
 
         `confirmed`: it already has its confirmations and the caller confirms it next, so
         the invoice skips `confirm_check` (there is nothing to wait for)."""
@@ -105,8 +109,20 @@ class DepositService:
             .where(Invoice.network == transfer.network, Invoice.address == transfer.address)
             .with_for_update()
         )
+        wallet = None
         if invoice is None:
-            return None
+            wallet = await session.scalar(
+                select(StaticWallet)
+                .where(
+                    StaticWallet.network == transfer.network,
+                    StaticWallet.address == transfer.address,
+                )
+                .with_for_update()
+            )
+            if wallet is None:
+                return None
+        owner = invoice or wallet
+        assert owner is not None
         currency = transfer.currency.upper()
         now = utcnow()
         inserted = await session.execute(
@@ -121,8 +137,10 @@ class DepositService:
                 from_address=transfer.from_address,
                 block_height=transfer.block_height,
                 block_hash=transfer.block_hash,
-                merchant_id=invoice.merchant_id,
-                invoice_id=invoice.id,
+                merchant_id=owner.merchant_id,
+                invoice_id=invoice.id if invoice else None,
+                wallet_id=wallet.id if wallet else None,
+                held=False,
                 status=SEEN,
                 created_at=now,
             )
@@ -133,7 +151,7 @@ class DepositService:
         if deposit_id is not None:
             deposit = await session.get_one(Deposit, deposit_id)
             if not confirmed:
-                await self._settle(session, invoice, deposit, now)
+                await self._seen(session, invoice, wallet, deposit, now)
             return deposit
         deposit = await self._find(session, transfer.network, transfer.txid,
                                    transfer.output_index, lock=True)  # fmt: skip
@@ -149,10 +167,11 @@ class DepositService:
             deposit.reversal_transaction_id = None
             deposit.credited_at = None
             deposit.reversed_at = None
+            deposit.held = False
             deposit.block_height = transfer.block_height
             deposit.block_hash = transfer.block_hash
             if not confirmed:
-                await self._settle(session, invoice, deposit, now)
+                await self._seen(session, invoice, wallet, deposit, now)
         await session.flush()
         return deposit
 
@@ -161,6 +180,8 @@ class DepositService:
         credited, or gone)."""
         if deposit.status != SEEN:
             return False
+        if deposit.wallet_id is not None:
+            return await self._confirm_wallet_deposit(session, deposit)
         invoice = await self._invoice(session, deposit)
         counts = invoice is not None and deposit.currency == invoice.payer_currency
         commission = None
@@ -212,6 +233,9 @@ class DepositService:
             invoice = await self._invoice(session, deposit)
             if invoice is not None:
                 await self._settle(session, invoice, deposit, utcnow())
+            wallet = await self._wallet(session, deposit)
+            if wallet is not None and wallet.status == ACTIVE:
+                await self.wallets.announce(session, wallet, deposit, "cancel")
             await session.flush()
             return True
         if deposit.status != CREDITED:
@@ -219,14 +243,14 @@ class DepositService:
         original = await session.get_one(JournalTransaction, deposit.credit_transaction_id)
         legs = []
         for leg in await ledger.legs_of(session, original):
-            if leg.account.kind == AccountKind.MERCHANT_BUSINESS and leg.amount > 0:
+            if leg.account.kind in TAKEN_BACK_IF_THERE and leg.amount > 0:
                 available = await ledger.balance(session, leg.account)
                 taken = min(available, leg.amount)
                 legs.append(ledger.Leg(leg.account, -taken))
                 if taken < leg.amount:
                     debt = await ledger.account(
                         session, AccountKind.MERCHANT_DEBT, leg.account.currency,
-                        owner=leg.account.owner, network=leg.account.network,
+                        owner=deposit.merchant_id, network=leg.account.network,
                     )  # fmt: skip
                     legs.append(ledger.Leg(debt, taken - leg.amount))
             else:
@@ -250,6 +274,9 @@ class DepositService:
                 invoice.txid = None
             await self._read_received(session, invoice)
             await self._settle(session, invoice, deposit, now, taken_back=True)
+        wallet = await self._wallet(session, deposit)
+        if wallet is not None and not deposit.held:
+            await self.wallets.announce(session, wallet, deposit, "cancel")
         await session.flush()
         return True
 
@@ -263,6 +290,59 @@ class DepositService:
         if deposit is None or deposit.status != CREDITED:
             return False
         return await self.withdraw(session, deposit)
+
+    # ------------------------------------------------------------------ static wallets
+    async def _confirm_wallet_deposit(self, session: AsyncSession, deposit: Deposit) -> bool:
+        """Credit the merchant (less the service's commission) while the wallet is active;
+        once it is blocked, hold the deposit apart, or send it back at once when the
+        wallet was blocked with force refund."""
+        wallet = await self._wallet(session, deposit)
+        assert wallet is not None
+        commission = None
+        if wallet.status == ACTIVE:
+            commission = self._service_commission(deposit.amount, deposit.currency,
+                                                  deposit.network)  # fmt: skip
+            legs = await self._credit_legs(session, deposit, commission)
+        else:
+            holdings = await ledger.account(
+                session, AccountKind.ONCHAIN_HOLDINGS, deposit.currency, network=deposit.network
+            )
+            legs = [
+                ledger.Leg(holdings, -deposit.amount),
+                ledger.Leg(await self.wallets.held_account(session, wallet), deposit.amount),
+            ]
+        booked = await ledger.post(
+            session, "deposit", credit_reference(deposit), legs, memo=f"wallet {wallet.uuid}"
+        )
+        deposit.status = CREDITED
+        deposit.credit_transaction_id = booked.transaction.id
+        deposit.credited_at = utcnow()
+        deposit.held = commission is None
+        await session.flush()
+        if commission is not None:
+            await self.wallets.announce(session, wallet, deposit, "paid", commission=commission)
+        elif wallet.force_refund:
+            await self.wallets.send_back(session, wallet, deposit)
+        return True
+
+    async def _seen(
+        self,
+        session: AsyncSession,
+        invoice: Invoice | None,
+        wallet: StaticWallet | None,
+        deposit: Deposit,
+        now: datetime,
+    ) -> None:
+        if invoice is not None:
+            await self._settle(session, invoice, deposit, now)
+        elif wallet is not None and wallet.status == ACTIVE:
+            await self.wallets.announce(session, wallet, deposit, "confirm_check")
+
+    @staticmethod
+    async def _wallet(session: AsyncSession, deposit: Deposit) -> StaticWallet | None:
+        if deposit.wallet_id is None:
+            return None
+        return await session.get_one(StaticWallet, deposit.wallet_id, with_for_update=True)
 
     # ------------------------------------------------------------------ invoice status
     async def _settle(
@@ -343,7 +423,7 @@ class DepositService:
         """Holdings up by the amount; the merchant gets it less commission, first paying
         back any debt a reversal left."""
         currency, merchant = deposit.currency, deposit.merchant_id
-        book = ledger_book(deposit.network)
+        book = ledger.ledger_book(deposit.network)
         holdings = await ledger.account(
             session, AccountKind.ONCHAIN_HOLDINGS, currency, network=deposit.network
         )

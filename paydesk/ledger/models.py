@@ -35,6 +35,10 @@ class AccountKind(enum.StrEnum):
     NETWORK_FEE_EXPENSE = "network_fee_expense"
     #: Coins the platform holds on a network.
     ONCHAIN_HOLDINGS = "onchain_holdings"
+    #: Deposits to a blocked static wallet, kept apart until refunded (owner: the wallet).
+    HELD_DEPOSITS = "held_deposits"
+    #: The platform's side of a payout paid from a balance in another coin.
+    EXCHANGE = "exchange"
 
 
 #: Accounts whose natural balance is a debit (assets, expenses): shown as −(credit total).
@@ -43,7 +47,12 @@ DEBIT_NORMAL = frozenset(
 )
 #: Accounts that may never show less than zero.
 NEVER_NEGATIVE = frozenset(
-    {AccountKind.MERCHANT_BUSINESS, AccountKind.USER_PERSONAL, AccountKind.PAYOUT_RESERVE}
+    {
+        AccountKind.MERCHANT_BUSINESS,
+        AccountKind.USER_PERSONAL,
+        AccountKind.PAYOUT_RESERVE,
+        AccountKind.HELD_DEPOSITS,
+    }
 )
 
 

@@ -59,6 +59,12 @@ class Booked:
         return next(p for p in self.postings if p.account_id == account.id)
 
 
+def ledger_book(network: str) -> str:
+    """Which book a network's money is kept in: "" for live money, the network's code
+    for test money (devnet), so test balances never mix with live ones."""
+    return network if network == "devnet" else ""
+
+
 async def account(
     session: AsyncSession,
     kind: AccountKind,

@@ -33,5 +33,9 @@ class Merchant(Base):
     webhook_secrets_encrypted: Mapped[str | None] = mapped_column(Text)
     payments_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     payouts_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Payouts only to the addresses the merchant listed (paydesk.payouts.models).
+    payout_allowlist: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    #: No payouts before this time (set when the payout key is replaced).
+    payouts_held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -9,12 +9,13 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from cachetools import TTLCache
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paydesk.db import Database
+from paydesk.db import Database, utcnow
 from paydesk.merchants.models import Merchant, User
 from paydesk.vault import Vault
 
@@ -118,10 +119,16 @@ async def list_merchants(session: AsyncSession) -> list[tuple[Merchant, User]]:
 
 
 async def rotate_key(
-    session: AsyncSession, vault: Vault, merchant_id: uuid.UUID, kind: KeyKind
+    session: AsyncSession,
+    vault: Vault,
+    merchant_id: uuid.UUID,
+    kind: KeyKind,
+    *,
+    payout_hold: timedelta = timedelta(0),
 ) -> str:
     """Replace one key; the old one stops working at once on this process and within the
-    credential cache's lifetime on the others."""
+    credential cache's lifetime on the others. A new payout key holds payouts for
+    `payout_hold` (whoever changed the key may not be the merchant)."""
     merchant = await session.get(Merchant, merchant_id, with_for_update=True)
     if merchant is None:
         raise MerchantError(f"no merchant {merchant_id}")
@@ -130,6 +137,8 @@ async def rotate_key(
         merchant.payment_key_encrypted = vault.encrypt(key)
     else:
         merchant.payout_key_encrypted = vault.encrypt(key)
+        if payout_hold > timedelta(0):
+            merchant.payouts_held_until = utcnow() + payout_hold
     await session.flush()
     return key
 

@@ -22,6 +22,9 @@ from paydesk.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEven
 from paydesk.webhooks.sender import Outcome
 
 INVOICE_STATUS = "invoice.status"
+#: A static wallet received a deposit (seen, credited or taken back).
+WALLET_PAYMENT = "wallet.payment"
+PAYOUT_STATUS = "payout.status"
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 

@@ -13,7 +13,14 @@ from paydesk.context import Context
 from paydesk.db import utcnow
 from paydesk.webhooks import signing
 from paydesk.webhooks.sender import Outcome, WebhookSender, build_sender
-from paydesk.webhooks.service import INVOICE_STATUS, Claimed, claim_due, finish
+from paydesk.webhooks.service import (
+    INVOICE_STATUS,
+    PAYOUT_STATUS,
+    WALLET_PAYMENT,
+    Claimed,
+    claim_due,
+    finish,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -26,11 +33,22 @@ async def render(context: Context, item: Claimed, now: datetime) -> tuple[bytes,
     credentials = await context.credentials.get(item.merchant_id)
     if credentials is None:
         raise LookupError(f"merchant {item.merchant_id} no longer exists")
-    if item.topic == INVOICE_STATUS:
-        from paydesk.api.cryptomus.webhooks import payment_payload, signed_body
+    from paydesk.api.cryptomus.webhooks import payment_payload, payout_payload, signed_body
 
+    if item.topic == INVOICE_STATUS:
         payload = payment_payload(item.payload, context.catalogue)
         body = signed_body(payload, credentials.payment_key)
+    elif item.topic == WALLET_PAYMENT:
+        payload = payment_payload(
+            item.payload,
+            context.catalogue,
+            kind="wallet",
+            wallet_address_uuid=item.payload["wallet_address_uuid"],
+        )
+        body = signed_body(payload, credentials.payment_key)
+    elif item.topic == PAYOUT_STATUS:
+        # Signed with the payout key, as the SDKs that verify payout webhooks expect.
+        body = signed_body(payout_payload(item.payload, context.catalogue), credentials.payout_key)
     else:
         raise LookupError(f"no renderer for {item.topic}")
     headers = signing.headers(

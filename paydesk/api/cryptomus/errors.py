@@ -29,6 +29,8 @@ from paydesk.invoices.service import (
 from paydesk.ledger.balances import TooManyDecimals
 from paydesk.ledger.service import InsufficientFunds
 from paydesk.money import plain
+from paydesk.payouts import service as payouts
+from paydesk.wallets import service as wallets
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +71,44 @@ _MESSAGES: dict[type[InvoiceError], str] = {
 }
 
 
+_PAYOUT_MESSAGES: dict[type[Exception], str] = {
+    payouts.PayoutNotFound: "Payout not found",
+    payouts.PayoutsForbidden: "You are forbidden",
+    payouts.PayoutCurrencyNotFound: "The currency was not found",
+    payouts.PayoutServiceNotFound: "The service was not found",
+    payouts.ToCurrencyNotFound: "Not found service to_currency",
+    payouts.ConversionFailed: "Error convert to_currency",
+    payouts.AmountTooSmall: "The withdrawal amount is too small",
+    payouts.AddressNotAllowed: "The address is not on the merchant's payout allowlist",
+    payouts.NotPending: "The payout is not waiting for approval",
+    wallets.WalletNotFound: "Not found",
+    wallets.WalletServiceNotFound: "The service was not found",
+    wallets.OrderIdTaken: "The order_id is already used by an invoice",
+    wallets.NotBlocked: "You are forbidden",
+    wallets.AlreadyRefunded: "You can withdraw only once",
+    wallets.RefundInProcess: "Refund is in process",
+    wallets.NothingToWithdraw: "Nothing to withdraw",
+}
+#: Errors reported against a field, as Laravel reports a failed rule.
+_PAYOUT_FIELD_ERRORS: dict[type[Exception], tuple[str, str]] = {
+    payouts.InvalidAddress: ("address", "validation.invalid_address"),
+    payouts.NetworkRequired: ("network", "validation.required"),
+}
+
+
+def payout_error_response(exc: Exception) -> Response:
+    if isinstance(exc, payouts.AmountTooLarge):
+        return CryptomusError(f"Maximum amount {plain(exc.limit)} {exc.currency}").response()
+    if isinstance(exc, payouts.NotEnoughToConvert):
+        return CryptomusError(
+            f"Not enough balance for convert {exc.source} to {exc.target}"
+        ).response()
+    field = _PAYOUT_FIELD_ERRORS.get(type(exc))
+    if field is not None:
+        return validation_response({field[0]: [field[1]]})
+    return CryptomusError(_PAYOUT_MESSAGES[type(exc)]).response()
+
+
 def limit_message(error: OutOfLimits) -> str:
     word = "Minimum" if error.below else "Maximum"
     return f"{word} amount {plain(error.limit)} {error.currency}"
@@ -87,6 +127,8 @@ def render_exception(exc: Exception) -> Response:
         return validation_response(exc.errors)
     if isinstance(exc, InvoiceError):
         return CryptomusError(invoice_error_message(exc)).response()
+    if isinstance(exc, payouts.PayoutError | wallets.WalletError):
+        return payout_error_response(exc)
     if isinstance(exc, InsufficientFunds):
         return CryptomusError("Not enough funds").response()
     if isinstance(exc, OutOfLimits):

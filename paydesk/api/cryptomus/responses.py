@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
@@ -20,8 +21,10 @@ from paydesk.catalogue.models import Service
 from paydesk.catalogue.service import Catalogue
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.status import InvoiceStatus, is_final
-from paydesk.money import fixed, fixed_at_least
+from paydesk.money import fixed, fixed_at_least, plain
 from paydesk.pagination import Cursor, Page
+from paydesk.payouts.models import Payout
+from paydesk.payouts.service import DONE, FINAL_STATUSES, SENT
 
 CRYPTO_PLACES = 8
 PERCENT_PLACES = 2
@@ -129,6 +132,70 @@ class TransferResult(_Out):
     merchant_balance: str
 
 
+class WalletResult(_Out):
+    wallet_uuid: str = Field(description="The merchant's balance in the coin")
+    uuid: str = Field(description="The static wallet (QR, block, refund, webhooks)")
+    address: str
+    network: str
+    currency: str
+    url: str
+
+
+class WalletBlockResult(_Out):
+    uuid: str
+    status: Literal["blocked", "active", "in_active"]
+
+
+class WalletRefundResult(_Out):
+    commission: str
+    amount: str
+
+
+#: Marks a field to be written as a JSON number (see `with_json_numbers`).
+_NUMBER_MARK = "\u2063#"
+_MARKED = re.compile(rb'"\xe2\x81\xa3#(-?[0-9]+(?:\.[0-9]+)?)"')
+
+
+def json_number(value: Decimal) -> Any:
+    """A decimal the response must show as a JSON *number* (the spec's payout examples
+    do, and typed clients decode them as numbers), written from its exact text."""
+    return _NUMBER_MARK + plain(value)
+
+
+def with_json_numbers(body: bytes) -> bytes:
+    return _MARKED.sub(rb"\1", body)
+
+
+class PayoutResult(_Out):
+    uuid: str
+    amount: str
+    currency: str
+    network: str = Field(description="As the request spelled it")
+    address: str
+    txid: str | None
+    status: str
+    is_final: bool
+    balance: Any = Field(description="JSON number: the balance left after the payout")
+    payer_currency: str
+    payer_amount: Any = Field(description="JSON number: the amount in `payer_currency`")
+
+
+class PayoutHistoryItem(_Out):
+    uuid: str
+    amount: str
+    currency: str
+    network: str
+    address: str
+    txid: str | None
+    order_id: str | None
+    payment_status: None = None
+    status: str
+    is_final: bool
+    balance: str
+    created_at: str
+    updated_at: str
+
+
 class Paginate(_Out):
     count: int
     hasPages: bool
@@ -139,6 +206,12 @@ class Paginate(_Out):
 
 class PageResult(_Out, Generic[T]):
     items: list[T]
+    paginate: Paginate
+
+
+class PayoutPageResult(_Out):
+    merchant_uuid: str
+    items: list[PayoutHistoryItem]
     paginate: Paginate
 
 
@@ -216,6 +289,55 @@ def service_result(service: Service) -> ServiceResult:
             fee_amount=fixed_at_least(service.fee_amount, PERCENT_PLACES),
             percent=fixed_at_least(service.percent, PERCENT_PLACES),
         ),
+    )
+
+
+def payout_service_result(service: Service) -> ServiceResult:
+    return ServiceResult(
+        network=service.network.upper(),
+        currency=service.currency,
+        is_available=service.available,
+        limit=Limit(
+            min_amount=fixed(service.payout_min_amount, CRYPTO_PLACES),
+            max_amount=fixed(service.payout_max_amount, CRYPTO_PLACES),
+        ),
+        commission=Commission(
+            fee_amount=fixed(service.payout_fee_amount, CRYPTO_PLACES),
+            percent=fixed_at_least(service.payout_percent, PERCENT_PLACES),
+        ),
+    )
+
+
+def payout_result(payout: Payout, catalogue: Catalogue) -> PayoutResult:
+    return PayoutResult(
+        uuid=str(payout.uuid),
+        amount=fixed(payout.amount, catalogue.precision(payout.currency)),
+        currency=payout.currency,
+        network=payout.network_shown,
+        address=payout.address,
+        txid=payout.txid if payout.stage in (SENT, DONE) else None,
+        status=payout.status,
+        is_final=payout.status in FINAL_STATUSES,
+        balance=json_number(payout.balance_after),
+        payer_currency=payout.payer_currency,
+        payer_amount=json_number(payout.payer_amount),
+    )
+
+
+def payout_history_item(payout: Payout, catalogue: Catalogue) -> PayoutHistoryItem:
+    return PayoutHistoryItem(
+        uuid=str(payout.uuid),
+        amount=fixed(payout.amount, catalogue.precision(payout.currency)),
+        currency=payout.currency,
+        network=payout.network,
+        address=payout.address,
+        txid=payout.txid if payout.stage in (SENT, DONE) else None,
+        order_id=payout.order_id,
+        status=payout.status,
+        is_final=payout.status in FINAL_STATUSES,
+        balance=fixed(payout.balance_after, CRYPTO_PLACES),
+        created_at=timestamp(payout.created_at),
+        updated_at=timestamp(payout.updated_at),
     )
 
 

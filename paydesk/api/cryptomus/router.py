@@ -99,7 +99,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _doc(model: type, result: Any, *, body_required: bool = True) -> dict[str, Any]:
+def endpoint_doc(model: type, result: Any, *, body_required: bool = True) -> dict[str, Any]:
     return {
         "openapi_extra": {
             **openapi.json_body(model, required=body_required),
@@ -113,24 +113,24 @@ def _doc(model: type, result: Any, *, body_required: bool = True) -> dict[str, A
 router = APIRouter(route_class=CryptomusRoute, tags=["Cryptomus payments"])
 
 
-def _context(request: Request) -> Context:
+def context_of(request: Request) -> Context:
     context: Context = request.app.state.context
     return context
 
 
-async def _signed(request: Request, key: KeyKind, *, read_only: bool) -> SignedRequest:
-    return await authenticate(request, _context(request), key, read_only=read_only)
+async def signed_request(request: Request, key: KeyKind, *, read_only: bool) -> SignedRequest:
+    return await authenticate(request, context_of(request), key, read_only=read_only)
 
 
 @router.post(
     "/v1/payment",
     summary="Create an invoice",
     description="Idempotent per `order_id`; also honours an `Idempotency-Key` header.",
-    **_doc(CreateInvoiceRequest, InvoiceResult),
+    **endpoint_doc(CreateInvoiceRequest, InvoiceResult),
 )
 async def create_invoice(request: Request) -> Response:
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=False)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=False)
     if signed.credentials.payments_blocked:
         raise CryptomusError("You are forbidden")
     draft = validate(CreateInvoiceRequest, signed.data).to_draft()
@@ -154,11 +154,11 @@ async def create_invoice(request: Request) -> Response:
     "/v1/payment/info",
     summary="Invoice information",
     description="By `uuid` or `order_id`; when both are given, `order_id` wins.",
-    **_doc(InvoiceLookupRequest, InvoiceResult),
+    **endpoint_doc(InvoiceLookupRequest, InvoiceResult),
 )
 async def invoice_info(request: Request) -> Response:
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=True)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=True)
     lookup = validate(InvoiceLookupRequest, signed.data)
     async with context.db.transaction() as session:
         invoice = await context.invoices.find(session, signed.merchant_id, **lookup.target())
@@ -172,11 +172,11 @@ async def invoice_info(request: Request) -> Response:
     "payer's amount (BIP21 on Bitcoin-family chains, EIP-681 on EVM chains) or, on other "
     "networks, the bare address. `The address was not found` while the payer has not "
     "chosen a coin yet.",
-    **_doc(PaymentQrRequest, QrResult),
+    **endpoint_doc(PaymentQrRequest, QrResult),
 )
 async def payment_qr(request: Request) -> Response:
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=True)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=True)
     body = validate(PaymentQrRequest, signed.data)
     async with context.db.transaction() as session:
         invoice = await context.invoices.find(
@@ -195,7 +195,7 @@ async def payment_qr(request: Request) -> Response:
     summary="Invoice history",
     description="Newest first, 15 per page. The next page is `?cursor=<nextCursor>` "
     "(a `cursor` in the body is read too).",
-    **_doc(HistoryRequest, PageResult[InvoiceResult], body_required=False),
+    **endpoint_doc(HistoryRequest, PageResult[InvoiceResult], body_required=False),
 )
 async def invoice_history(
     request: Request,
@@ -203,8 +203,8 @@ async def invoice_history(
         str | None, Query(max_length=2048, description="`nextCursor` or `previousCursor`")
     ] = None,
 ) -> Response:
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=True)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=True)
     query = validate(HistoryRequest, signed.data)
     position = decode_cursor(cursor or query.cursor)
     filters = HistoryFilter(created_from=query.date_from, created_to=query.date_to)
@@ -223,11 +223,11 @@ async def invoice_history(
     "/v1/payment/services",
     summary="Payment services",
     description="Every coin and network this server accepts, with limits and commission.",
-    **_doc(EmptyRequest, list[ServiceResult], body_required=False),
+    **endpoint_doc(EmptyRequest, list[ServiceResult], body_required=False),
 )
 async def payment_services(request: Request) -> Response:
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=True)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=True)
     validate(EmptyRequest, signed.data)
     return ok([service_result(service) for service in context.catalogue.services])
 
@@ -243,7 +243,7 @@ async def payment_services(request: Request) -> Response:
 async def exchange_rates(
     request: Request, currency: Annotated[str, Path(max_length=16, examples=["ETH"])]
 ) -> Response:
-    context = _context(request)
+    context = context_of(request)
     found = context.catalogue.currency(currency)
     if found is None:
         raise CryptomusError("The currency was not found")
@@ -265,11 +265,11 @@ async def exchange_rates(
     summary="Discounts per coin and network",
     description="Every coin and network this server accepts, with the merchant's discount "
     "(positive) or surcharge (negative) in percent; 0 where none is set.",
-    **_doc(EmptyRequest, list[DiscountResult], body_required=False),
+    **endpoint_doc(EmptyRequest, list[DiscountResult], body_required=False),
 )
 async def discount_list(request: Request) -> Response:
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=True)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=True)
     validate(EmptyRequest, signed.data)
     async with context.db.reader() as session:
         current = await discounts.load(session, signed.merchant_id)
@@ -290,11 +290,11 @@ async def discount_list(request: Request) -> Response:
     summary="Set the discount of a coin and network",
     description="Applied to invoices paid with that coin on that network which carry no "
     "`discount_percent` of their own.",
-    **_doc(DiscountSetRequest, DiscountSetResult),
+    **endpoint_doc(DiscountSetRequest, DiscountSetResult),
 )
 async def discount_set(request: Request) -> Response:
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=False)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=False)
     body = validate(DiscountSetRequest, signed.data)
     service = context.catalogue.service(body.currency, body.network)
     if service is None:
@@ -316,11 +316,11 @@ async def discount_set(request: Request) -> Response:
     summary="Business and personal balances",
     description='From the ledger. `balance_usd` is at the default rates ("0.00" when '
     "no fresh rate exists).",
-    **_doc(EmptyRequest, list[BalanceResult], body_required=False),
+    **endpoint_doc(EmptyRequest, list[BalanceResult], body_required=False),
 )
 async def balance(request: Request) -> Response:
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=True)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=True)
     validate(EmptyRequest, signed.data)
     async with context.db.reader() as session:
         wallets = await context.balances.wallets(session, signed.merchant_id)
@@ -341,8 +341,8 @@ async def balance(request: Request) -> Response:
 
 
 async def _transfer(request: Request, *, to_personal: bool) -> Response:
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYOUT, read_only=False)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYOUT, read_only=False)
     if signed.credentials.payouts_blocked:
         raise CryptomusError("You are forbidden")
     body = validate(TransferRequest, signed.data)
@@ -370,7 +370,7 @@ async def _transfer(request: Request, *, to_personal: bool) -> Response:
     summary="Business wallet → personal wallet",
     description="Signed with the payout key. `Not enough funds` when the business wallet "
     "cannot cover the amount.",
-    **_doc(TransferRequest, TransferResult),
+    **endpoint_doc(TransferRequest, TransferResult),
 )
 async def transfer_to_personal(request: Request) -> Response:
     return await _transfer(request, to_personal=True)
@@ -381,7 +381,7 @@ async def transfer_to_personal(request: Request) -> Response:
     summary="Personal wallet → business wallet",
     description="Signed with the payout key. `Not enough funds` when the personal wallet "
     "cannot cover the amount.",
-    **_doc(TransferRequest, TransferResult),
+    **endpoint_doc(TransferRequest, TransferResult),
 )
 async def transfer_to_business(request: Request) -> Response:
     return await _transfer(request, to_personal=False)
@@ -392,12 +392,12 @@ async def transfer_to_business(request: Request) -> Response:
     summary="Resend an invoice's webhook",
     description="The latest webhook of a settled invoice (paid, paid_over, wrong_amount) "
     "again, to its `url_callback`; at most 10 times per invoice.",
-    **_doc(ResendRequest, list[Any]),
+    **endpoint_doc(ResendRequest, list[Any]),
 )
 @router.post("/v2/payment/resend", include_in_schema=False)
 async def resend_webhook(request: Request) -> Response:
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=False)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=False)
     lookup = validate(ResendRequest, signed.data)
     async with context.db.transaction() as session:
         invoice = await context.invoices.find_for_resend(
@@ -419,9 +419,11 @@ async def resend_webhook(request: Request) -> Response:
 
 async def _test_webhook(request: Request, kind: str) -> Response:
     """Send one synthetic, correctly signed webhook now; nothing is stored."""
-    context = _context(request)
+    context = context_of(request)
     payout = kind == "payout"
-    signed = await _signed(request, KeyKind.PAYOUT if payout else KeyKind.PAYMENT, read_only=True)
+    signed = await signed_request(
+        request, KeyKind.PAYOUT if payout else KeyKind.PAYMENT, read_only=True
+    )
     body = validate(PayoutTestWebhookRequest if payout else TestWebhookRequest, signed.data)
     service = context.catalogue.service(body.currency, body.network)
     if service is None:
@@ -466,7 +468,7 @@ async def _test_webhook(request: Request, kind: str) -> Response:
     "/v1/test-webhook/payment",
     summary="Send a test payment webhook",
     description="Of a named invoice (with the given status) or a made-up one.",
-    **_doc(TestWebhookRequest, list[Any]),
+    **endpoint_doc(TestWebhookRequest, list[Any]),
 )
 async def test_webhook_payment(request: Request) -> Response:
     return await _test_webhook(request, "payment")
@@ -475,7 +477,7 @@ async def test_webhook_payment(request: Request) -> Response:
 @router.post(
     "/v1/test-webhook/wallet",
     summary="Send a test static-wallet webhook",
-    **_doc(TestWebhookRequest, list[Any]),
+    **endpoint_doc(TestWebhookRequest, list[Any]),
 )
 async def test_webhook_wallet(request: Request) -> Response:
     return await _test_webhook(request, "wallet")
@@ -485,7 +487,7 @@ async def test_webhook_wallet(request: Request) -> Response:
     "/v1/test-webhook/payout",
     summary="Send a test payout webhook",
     description="Signed with the payout key.",
-    **_doc(PayoutTestWebhookRequest, list[Any]),
+    **endpoint_doc(PayoutTestWebhookRequest, list[Any]),
 )
 async def test_webhook_payout(request: Request) -> Response:
     return await _test_webhook(request, "payout")

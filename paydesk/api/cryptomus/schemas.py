@@ -207,3 +207,82 @@ class HistoryRequest(RequestModel):
 
 class EmptyRequest(RequestModel):
     """Endpoints without parameters: any body that is empty, `{}`, `[]` or `null`."""
+
+
+# ------------------------------------------------------------------ static wallets
+WalletOrderId = string_type(min_length=1, max_length=100, alpha_dash=True, numbers_as_text=True)
+RefundAddress = string_type(min_length=10, max_length=128, alpha_dash=True)
+
+
+class WalletCreateRequest(RequestModel):
+    """`POST /v1/wallet`."""
+
+    currency: CurrencyCode
+    network: NetworkCode
+    order_id: WalletOrderId
+    url_callback: Url | None = None
+    from_referral_code: Text255 | None = None
+
+
+class WalletQrRequest(RequestModel):
+    """`POST /v1/wallet/qr`."""
+
+    wallet_address_uuid: UuidText
+
+
+class WalletBlockRequest(RequestModel):
+    """`POST /v1/wallet/block-address`: order_id wins when both ids are given."""
+
+    required_without = ("uuid", "order_id")
+
+    uuid: UuidText | None = None
+    order_id: OrderId | None = None
+    is_force_refund: Boolean | None = None
+
+
+class WalletRefundRequest(RequestModel):
+    """`POST /v1/wallet/blocked-address-refund`: uuid wins when both ids are given."""
+
+    required_without = ("uuid", "order_id")
+
+    uuid: UuidText | None = None
+    order_id: OrderId | None = None
+    address: RefundAddress
+
+
+# ------------------------------------------------------------------ payouts
+PAYOUT_COURSE_SOURCES = ("Binance", "BinanceP2p", "Exmo", "Kucoin")
+PayoutOrderId = string_type(min_length=1, max_length=100, alpha_dash=True, numbers_as_text=True)
+PayoutAddressText = string_type(min_length=1, max_length=128)
+PayoutCourseSource = string_type(min_length=4, max_length=20, one_of=PAYOUT_COURSE_SOURCES)
+FromCurrency = string_type(one_of=("USDT",))
+Priority = string_type(
+    min_length=4, max_length=11, one_of=("recommended", "economy", "high", "highest")
+)
+Memo = string_type(min_length=1, max_length=30)
+
+
+class PayoutCreateRequest(RequestModel):
+    """`POST /v1/payout`."""
+
+    amount: PositiveAmount
+    currency: CurrencyCode
+    order_id: PayoutOrderId
+    address: PayoutAddressText
+    is_subtract: Boolean
+    network: NetworkCode | None = None
+    url_callback: Url | None = None
+    to_currency: CurrencyCode | None = None
+    course_source: PayoutCourseSource | None = None
+    from_currency: FromCurrency | None = None
+    priority: Priority | None = None
+    memo: Memo | None = None
+
+
+class PayoutLookupRequest(RequestModel):
+    """`POST /v1/payout/info`: order_id wins when both are given."""
+
+    required_without = ("uuid", "order_id")
+
+    uuid: UuidText | None = None
+    order_id: OrderId | None = None

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from paydesk.api.cryptomus.errors import CryptomusError, CryptomusRoute, ok
-from paydesk.api.cryptomus.router import _context, _doc, _signed
+from paydesk.api.cryptomus.router import context_of, endpoint_doc, signed_request
 from paydesk.api.cryptomus.schemas import (
     Boolean,
     CurrencyCode,
@@ -58,7 +58,7 @@ class DevnetBlockResult(BaseModel):
 
 
 def _require_devnet(request: Request) -> None:
-    if not _context(request).addresses.serves(DEVNET):
+    if not context_of(request).addresses.serves(DEVNET):
         raise CryptomusError("The devnet is switched off on this server")
 
 
@@ -73,12 +73,12 @@ def _blocks(blocks: list[DevnetBlock]) -> list[dict[str, Any]]:
     "still due; `amount` to under- or overpay, `currency` to send another coin, `late` to "
     "let the invoice expire first. The transfer waits in the mempool for the next block; "
     "the watcher then moves the invoice exactly as a real chain would.",
-    **_doc(DevnetPayRequest, DevnetTransferResult),
+    **endpoint_doc(DevnetPayRequest, DevnetTransferResult),
 )
 async def pay(request: Request) -> Response:
     _require_devnet(request)
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=False)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=False)
     body = validate(DevnetPayRequest, signed.data)
     async with context.db.transaction() as session:
         invoice = await context.invoices.find(session, signed.merchant_id, **body.target())
@@ -107,12 +107,12 @@ async def pay(request: Request) -> Response:
 @router.post(
     "/v1/devnet/mine",
     summary="Mine devnet blocks now (test mode)",
-    **_doc(DevnetMineRequest, list[DevnetBlockResult], body_required=False),
+    **endpoint_doc(DevnetMineRequest, list[DevnetBlockResult], body_required=False),
 )
 async def mine(request: Request) -> Response:
     _require_devnet(request)
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=False)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=False)
     body = validate(DevnetMineRequest, signed.data)
     async with context.db.transaction() as session:
         return ok(_blocks(await context.devnet.mine(session, body.blocks or 1)))
@@ -124,12 +124,12 @@ async def mine(request: Request) -> Response:
     description="Replaces the last `blocks` blocks by a longer branch. Their transfers go "
     "back into the new branch, or with `drop` vanish (a double spend): credited payments in "
     "them are reversed and the invoices' statuses and webhooks follow.",
-    **_doc(DevnetReorgRequest, list[DevnetBlockResult]),
+    **endpoint_doc(DevnetReorgRequest, list[DevnetBlockResult]),
 )
 async def reorg(request: Request) -> Response:
     _require_devnet(request)
-    context = _context(request)
-    signed = await _signed(request, KeyKind.PAYMENT, read_only=False)
+    context = context_of(request)
+    signed = await signed_request(request, KeyKind.PAYMENT, read_only=False)
     body = validate(DevnetReorgRequest, signed.data)
     async with context.db.transaction() as session:
         try:

@@ -106,25 +106,57 @@ def test_payment_snapshot(
     }
 
 
-def payout_payload(
-    currency: str, network: str, status: str, *, final: bool, catalogue: Catalogue
-) -> dict[str, Any]:
-    """Spec 5.3 for a made-up payout (`test-webhook/payout`)."""
-    amount = fixed(Decimal(10), catalogue.precision(currency))
+def payout_payload(snapshot: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]:
+    """Spec 5.3 from a payout snapshot, in the documented order: `fail_reason` only on a
+    failure, `txid` only once there is one."""
+
+    def amount(field: str, currency: str) -> str:
+        return fixed(Decimal(snapshot[field]), catalogue.precision(currency))
+
+    source = snapshot.get("source_currency") or snapshot["payer_currency"]
     payload: dict[str, Any] = {
         "type": "payout",
+        "uuid": snapshot["uuid"],
+        "order_id": snapshot["order_id"],
+        "amount": amount("amount", snapshot["currency"]),
+        "merchant_amount": amount("merchant_amount", source),
+        "commission": amount("commission", source),
+        "is_final": bool(snapshot["is_final"]),
+        "status": snapshot["status"],
+    }
+    if snapshot.get("fail_reason"):
+        payload["fail_reason"] = snapshot["fail_reason"]
+    if snapshot.get("txid") and snapshot["status"] not in ("fail", "system_fail", "cancel"):
+        payload["txid"] = snapshot["txid"]
+    payload.update(
+        {
+            "currency": snapshot["currency"],
+            "network": snapshot["network"],
+            "payer_currency": snapshot["payer_currency"],
+            "payer_amount": amount("payer_amount", snapshot["payer_currency"]),
+        }
+    )
+    return payload
+
+
+def test_payout_snapshot(
+    currency: str, network: str, status: str, *, final: bool
+) -> dict[str, Any]:
+    """A made-up payout for `test-webhook/payout` when none is named."""
+    failed = status in ("fail", "system_fail")
+    return {
         "uuid": str(uuid.uuid4()),
         "order_id": "test_" + secrets.token_hex(8),
-        "amount": amount,
-        "merchant_amount": amount,
-        "commission": fixed(Decimal(0), catalogue.precision(currency)),
-        "is_final": final,
         "status": status,
+        "is_final": final,
+        "fail_reason": "system_error" if failed else None,
+        "amount": "10",
+        "currency": currency,
+        "network": network,
+        "merchant_amount": "10",
+        "commission": "0",
+        "source_currency": currency,
+        "payer_currency": currency,
+        "payer_amount": "10",
+        "txid": None if failed else secrets.token_hex(32),
     }
-    if status != "fail":
-        payload["txid"] = secrets.token_hex(32)
-    payload.update(
-        {"currency": currency, "network": network, "payer_currency": currency,
-         "payer_amount": amount}
-    )  # fmt: skip
-    return payload

@@ -1,0 +1,1 @@
+"""Payouts: money leaving a merchant's balance for an address on chain."""

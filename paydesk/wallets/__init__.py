@@ -1,0 +1,1 @@
+"""Static wallets: a permanent deposit address per customer, every top-up credited."""
