@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -75,6 +76,12 @@ devnet_app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(devnet_app, name="devnet")
+payouts_app = typer.Typer(
+    help="Payouts: approval, the hot wallets they are sent from, address allowlists.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(payouts_app, name="payouts")
 
 console = Console()
 errors = Console(stderr=True)
@@ -169,7 +176,9 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run the background loops until interrupted: webhook delivery, invoice expiry,
-    address pools, rates, key purging."""
+    address pools, chain watchers, payouts, rates, key purging."""
+    # Stopped while still starting (before the loops handle signals): a clean exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from paydesk.worker import run_workers
 
     async def work(context: Context) -> None:
@@ -525,6 +534,218 @@ def webhooks_retry(
         errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(f"queued as delivery {new_id}")
+
+
+# --------------------------------------------------------------------------- payouts
+@payouts_app.command("list")
+def payouts_list(
+    waiting: Annotated[
+        bool, typer.Option("--waiting", help="Only payouts waiting for approval.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Newest first, at most this many.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List payouts with their status, stage and transaction."""
+    from sqlalchemy import select
+
+    from paydesk.payouts.models import Payout
+    from paydesk.payouts.service import APPROVAL
+
+    async def work(context: Context) -> list[Payout]:
+        query = select(Payout).order_by(Payout.id.desc()).limit(limit)
+        if waiting:
+            query = query.where(Payout.stage == APPROVAL)
+        async with context.db.reader() as session:
+            return list(await session.scalars(query))
+
+    payouts = _with_context(work)
+    if as_json:
+        for payout in payouts:
+            console.print_json(
+                data={
+                    "uuid": str(payout.uuid),
+                    "merchant": str(payout.merchant_id),
+                    "status": payout.status,
+                    "stage": payout.stage,
+                    "amount": f"{payout.payer_amount:f}",
+                    "currency": payout.payer_currency,
+                    "network": payout.network,
+                    "address": payout.address,
+                    "txid": payout.txid,
+                    "last_error": payout.last_error,
+                }
+            )
+        return
+    table = Table("uuid", "status", "stage", "amount", "network", "address", "txid / error")
+    for payout in payouts:
+        table.add_row(
+            str(payout.uuid),
+            payout.status,
+            payout.stage,
+            f"{payout.payer_amount:f} {payout.payer_currency}",
+            payout.network,
+            payout.address,
+            payout.last_error or payout.txid or "",
+        )
+    console.print(table)
+
+
+def _decide_payout(payout: str, approve: bool) -> None:
+    from paydesk.payouts.service import NotPending, PayoutNotFound
+
+    try:
+        payout_uuid = uuid.UUID(payout)
+    except ValueError:
+        errors.print(f"[red]error:[/red] not a payout uuid: {payout}")
+        raise typer.Exit(1) from None
+    operator = os.environ.get("USER") or "operator"
+
+    async def work(context: Context) -> str:
+        async with context.db.transaction() as session:
+            if approve:
+                decided = await context.payouts.approve(session, payout_uuid, operator)
+            else:
+                decided = await context.payouts.reject(session, payout_uuid, operator)
+            return decided.status
+
+    try:
+        status = _with_context(work)
+    except (NotPending, PayoutNotFound) as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"payout {payout_uuid}: {status}")
+
+
+@payouts_app.command("approve")
+def payouts_approve(
+    payout: Annotated[str, typer.Argument(help="Payout uuid (from `payouts list --waiting`).")],
+) -> None:
+    """Let a payout waiting for approval be sent."""
+    _decide_payout(payout, approve=True)
+
+
+@payouts_app.command("reject")
+def payouts_reject(
+    payout: Annotated[str, typer.Argument(help="Payout uuid (from `payouts list --waiting`).")],
+) -> None:
+    """Cancel a payout waiting for approval; its money goes back to the balance."""
+    _decide_payout(payout, approve=False)
+
+
+@payouts_app.command("hot-wallet")
+def payouts_hot_wallet() -> None:
+    """Each network's hot wallet (where payouts are sent from) and its balances on chain,
+    so the operator knows where to send funds."""
+    from paydesk.chains.adapter import ChainUnavailable
+    from paydesk.chains.registry import WATCHED_FAMILIES, build_sender
+
+    async def work(context: Context) -> list[tuple[str, str, str, str]]:
+        async with context.db.transaction() as session:
+            await context.addresses.keys.load(session)
+        rows = []
+        for network in context.catalogue.networks:
+            if network.family not in WATCHED_FAMILIES:
+                continue
+            sender = build_sender(
+                network, context.catalogue, context.settings, context.db, context.addresses.keys
+            )
+            try:
+                for service in context.catalogue.services:
+                    if service.network != network.code:
+                        continue
+                    try:
+                        held = await sender.balance(service.currency)
+                        shown = "test coins, no limit" if held is None else f"{held:f}"
+                    except ChainUnavailable as exc:
+                        shown = f"node unavailable: {exc}"
+                    rows.append((network.code, sender.hot_address, service.currency, shown))
+            finally:
+                await sender.close()
+        return rows
+
+    table = Table("network", "hot wallet address", "coin", "balance")
+    for row in _with_context(work):
+        table.add_row(*row)
+    console.print(table)
+
+
+@payouts_app.command("allow")
+def payouts_allow(
+    merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],
+    network: Annotated[str, typer.Argument(help="Network code, e.g. eth.")],
+    address: Annotated[str, typer.Argument(help="Destination address.")],
+    label: Annotated[str | None, typer.Option(help="A name for the address.")] = None,
+) -> None:
+    """Add an address to a merchant's payout allowlist (and switch the allowlist on)."""
+    from paydesk.chains.registry import normalize_address
+    from paydesk.merchants.models import Merchant
+
+    merchant_id = _merchant_id(merchant)
+
+    async def work(context: Context) -> str | None:
+        found = context.catalogue.network(network.lower())
+        canonical = normalize_address(found, address) if found else None
+        if canonical is None:
+            return None
+        async with context.db.transaction() as session:
+            row = await session.get(Merchant, merchant_id, with_for_update=True)
+            if row is None:
+                raise MerchantError(f"no merchant {merchant_id}")
+            await context.payouts.allow(session, merchant_id, found.code, canonical, label)
+            row.payout_allowlist = True
+        return canonical
+
+    try:
+        canonical = _with_context(work)
+    except MerchantError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if canonical is None:
+        errors.print(f"[red]error:[/red] not an address of an enabled network {network}")
+        raise typer.Exit(1)
+    console.print(f"payouts of {merchant_id} on {network.lower()} may go to {canonical}")
+
+
+@payouts_app.command("allowlist")
+def payouts_allowlist(
+    merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],
+    enabled: Annotated[
+        bool | None,
+        typer.Option("--on/--off", help="Require listed addresses, or allow any address."),
+    ] = None,
+) -> None:
+    """Show a merchant's payout allowlist, or switch it on or off."""
+    from sqlalchemy import select
+
+    from paydesk.merchants.models import Merchant
+    from paydesk.payouts.models import PayoutAddress
+
+    merchant_id = _merchant_id(merchant)
+
+    async def work(context: Context) -> tuple[bool, list[PayoutAddress]]:
+        async with context.db.transaction() as session:
+            row = await session.get(Merchant, merchant_id, with_for_update=True)
+            if row is None:
+                raise MerchantError(f"no merchant {merchant_id}")
+            if enabled is not None:
+                row.payout_allowlist = enabled
+            listed = await session.scalars(
+                select(PayoutAddress)
+                .where(PayoutAddress.merchant_id == merchant_id)
+                .order_by(PayoutAddress.id)
+            )
+            return row.payout_allowlist, list(listed)
+
+    try:
+        on, listed = _with_context(work)
+    except MerchantError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"allowlist {'on' if on else 'off'}")
+    table = Table("network", "address", "label")
+    for entry in listed:
+        table.add_row(entry.network, entry.address, entry.label or "")
+    console.print(table)
 
 
 def _merchant_id(text: str) -> uuid.UUID:

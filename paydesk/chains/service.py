@@ -24,6 +24,8 @@ from paydesk.chains.models import MASTER_KEY_OWNER, AddressCounter, DepositAddre
 from paydesk.db import dialect_insert, utcnow
 from paydesk.vault import Vault
 
+_UNCACHED = object()
+
 #: Addresses derived per refill.
 REFILL_BATCH = 100
 
@@ -106,8 +108,10 @@ class AddressBook:
         """The merchant's own (watch-only) deriver on `network`, if it registered an xpub
         (cached for a few seconds: registering one reaches every process by then)."""
         key = (merchant_id, network)
-        if key in self._watch_only:
-            return self._watch_only[key]
+        # One lookup: between a membership test and a read the entry may expire.
+        cached = self._watch_only.get(key, _UNCACHED)
+        if cached is not _UNCACHED:
+            return cached  # type: ignore[return-value]
         encrypted = await session.scalar(
             select(MerchantXpub.xpub_encrypted).where(
                 MerchantXpub.merchant_id == merchant_id, MerchantXpub.network == network

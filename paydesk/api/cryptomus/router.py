@@ -53,6 +53,7 @@ from paydesk.api.cryptomus.webhooks import (
     payout_payload,
     signed_body,
     test_payment_snapshot,
+    test_payout_snapshot,
 )
 from paydesk.api.idempotent import has_idempotency_key, run_idempotent
 from paydesk.context import Context
@@ -65,6 +66,9 @@ from paydesk.invoices.status import InvoiceStatus, is_final
 from paydesk.ledger.balances import CurrencyNotServed, Wallet
 from paydesk.merchants.service import KeyKind
 from paydesk.money import MONEY, fixed
+from paydesk.payouts.service import PayoutNotFound
+from paydesk.payouts.service import snapshot as payout_snapshot
+from paydesk.wallets.service import WalletNotFound
 from paydesk.web.qr import qr_png_data_uri
 from paydesk.webhooks import service as webhooks
 from paydesk.webhooks import signing
@@ -432,16 +436,36 @@ async def _test_webhook(request: Request, kind: str) -> Response:
     final = is_final(status)
     referenced = body.uuid is not None or body.order_id is not None
     if payout:
+        snapshot = test_payout_snapshot(service.currency, service.network, status, final=final)
         if referenced:
-            raise CryptomusError("Not found payout")  # payouts come with their own issue
-        payload = payout_payload(service.currency, service.network, status, final=final,
-                                 catalogue=context.catalogue)  # fmt: skip
+            async with context.db.reader() as session:
+                try:
+                    found = await context.payouts.find(
+                        session, signed.merchant_id, payout_uuid=body.uuid, order_id=body.order_id
+                    )
+                except PayoutNotFound:
+                    raise CryptomusError("Not found payout") from None
+            snapshot = {**payout_snapshot(found), "status": status, "is_final": final}
+        payload = payout_payload(snapshot, context.catalogue)
     elif kind == "wallet":
-        if referenced:
-            raise CryptomusError("Not found wallet")  # static wallets come with their own issue
         snapshot = test_payment_snapshot(service.currency, service.network, status, final=final)
+        wallet_address_uuid = str(uuid.uuid4())
+        if referenced:
+            lookup = {"wallet_uuid": body.uuid} if body.uuid else {"order_id": body.order_id}
+            async with context.db.reader() as session:
+                try:
+                    wallet = await context.wallets.find(session, signed.merchant_id, **lookup)
+                except WalletNotFound:
+                    raise CryptomusError("Not found wallet") from None
+            wallet_address_uuid = str(wallet.uuid)
+            snapshot.update(
+                order_id=wallet.order_id,
+                currency=wallet.currency,
+                payer_currency=wallet.currency,
+                network=wallet.network,
+            )
         payload = payment_payload(snapshot, context.catalogue, kind="wallet",
-                                  wallet_address_uuid=str(uuid.uuid4()))  # fmt: skip
+                                  wallet_address_uuid=wallet_address_uuid)  # fmt: skip
     else:
         if referenced:
             async with context.db.reader() as session:
