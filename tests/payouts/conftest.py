@@ -32,7 +32,11 @@ def settings_overrides(tmp_path: Path) -> dict[str, Any]:
 
 
 async def send(
-    context: Context, address: str, amount: str, currency: str = "USDT", sender: str = FAUCET_ADDRESS
+    context: Context,
+    address: str,
+    amount: str,
+    currency: str = "USDT",
+    sender: str = FAUCET_ADDRESS,
 ) -> str:
     """A devnet transfer to `address`, in the mempool; the watcher sees it."""
     async with context.db.transaction() as session:

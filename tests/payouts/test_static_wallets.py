@@ -33,7 +33,9 @@ async def new_wallet(api, receiver=None, order_id="customer-1", **extra):
 async def wallet_events(context) -> list[dict]:
     async with context.db.reader() as session:
         events = await session.scalars(
-            select(WebhookEvent).where(WebhookEvent.topic == "wallet.payment").order_by(WebhookEvent.id)
+            select(WebhookEvent)
+            .where(WebhookEvent.topic == "wallet.payment")
+            .order_by(WebhookEvent.id)
         )
         return [event.payload for event in events]
 
