@@ -1,5 +1,5 @@
-"""A `PaymentView` as a template's values: amounts as text in the payer's language, the QR
-code, the safe links back to the shop."""
+"""A `PaymentView` (or a static wallet) as a template's values: amounts as text in the
+payer's language, the QR code, the safe links back to the shop."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from markupsafe import Markup
 
 from paydesk.catalogue.models import Network
 from paydesk.catalogue.service import Catalogue
+from paydesk.chains.uri import payment_uri
 from paydesk.invoices.service import payment_uri_of
 from paydesk.money import plain
 from paydesk.paypage.service import PageState, PaymentView
+from paydesk.wallets.models import ACTIVE, StaticWallet
 from paydesk.web.i18n import Language
 from paydesk.web.qr import qr_svg
 
@@ -83,6 +85,29 @@ def present(
         values["qr"] = Markup(qr_svg(uri, title=title))  # noqa: S704
     if view.state == PageState.CHOOSE:
         values.update(_choices(view, catalogue, chosen_currency))
+    return values
+
+
+def present_wallet(
+    wallet: StaticWallet, merchant_name: str, language: Language, catalogue: Catalogue
+) -> dict[str, Any]:
+    """A static wallet's page: its address, what to send there, a QR code without amount."""
+    network = catalogue.network(wallet.network)
+    service = catalogue.service(wallet.currency, wallet.network)
+    values: dict[str, Any] = {
+        "merchant_name": merchant_name,
+        "coin": wallet.currency,
+        "address": wallet.address,
+        "network_name": display_name(network) if network else wallet.network,
+        "is_devnet": network is not None and network.family == DEVNET,
+        "active": wallet.status == ACTIVE,
+        "lang_query": f"?lang={language.code}",
+        "qr": None,
+    }
+    if network is not None and values["active"]:
+        uri = payment_uri(network, service, wallet.address, None)
+        title = language.gettext("QR code for your wallet app")
+        values["qr"] = Markup(qr_svg(uri, title=title))  # noqa: S704
     return values
 
 

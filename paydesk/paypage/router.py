@@ -26,8 +26,9 @@ from paydesk.invoices.service import (
     OptionNotOffered,
 )
 from paydesk.paypage.live import LiveStatus
-from paydesk.paypage.presenting import present
+from paydesk.paypage.presenting import present, present_wallet
 from paydesk.paypage.service import PageState, PaymentView
+from paydesk.wallets.service import WalletNotFound
 from paydesk.web.i18n import Language
 from paydesk.web.templating import PAGE_HEADERS, Pages
 
@@ -61,7 +62,7 @@ def _live(request: Request) -> LiveStatus:
     return live
 
 
-def _invoice_uuid(text: str) -> uuid.UUID | None:
+def _uuid(text: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(text)
     except ValueError:
@@ -86,7 +87,7 @@ async def payment_page(
 ) -> Response:
     pages = _pages(request)
     language = pages.language(request)
-    invoice_uuid = _invoice_uuid(invoice_id)
+    invoice_uuid = _uuid(invoice_id)
     if invoice_uuid is None:
         return _not_found(request, language)
     context = _context(request)
@@ -107,9 +108,31 @@ async def payment_page(
     )
 
 
+@router.get("/wallet/{wallet_id}")
+async def wallet_page(request: Request, wallet_id: str) -> Response:
+    """A static wallet's public page: the customer's permanent deposit address."""
+    pages = _pages(request)
+    language = pages.language(request)
+    wallet_uuid = _uuid(wallet_id)
+    context = _context(request)
+    try:
+        if wallet_uuid is None:
+            raise WalletNotFound(wallet_id)
+        async with context.db.reader() as session:
+            wallet, merchant_name = await context.wallets.public(session, wallet_uuid)
+    except WalletNotFound:
+        return pages.render(request, "pay/wallet_not_found.html", language, status_code=404)
+    return pages.render(
+        request,
+        "pay/wallet.html",
+        language,
+        **present_wallet(wallet, merchant_name, language, context.catalogue),
+    )
+
+
 @router.post("/pay/{invoice_id}/choose")
 async def choose(request: Request, invoice_id: str) -> Response:
-    invoice_uuid = _invoice_uuid(invoice_id)
+    invoice_uuid = _uuid(invoice_id)
     language = _pages(request).language(request)
     if invoice_uuid is None:
         return _not_found(request, language)
@@ -162,7 +185,7 @@ async def _payer_action(
 ) -> Response:
     """Do what the payer asked and show the page again; a refusal needs no message of
     its own, the page shows what the invoice is now."""
-    invoice_uuid = _invoice_uuid(invoice_id)
+    invoice_uuid = _uuid(invoice_id)
     if invoice_uuid is None:
         return _not_found(request, _pages(request).language(request))
     try:
@@ -239,7 +262,7 @@ async def status(
 
 
 async def _current_view(request: Request, invoice_id: str) -> PaymentView | None:
-    invoice_uuid = _invoice_uuid(invoice_id)
+    invoice_uuid = _uuid(invoice_id)
     if invoice_uuid is None:
         return None
     try:

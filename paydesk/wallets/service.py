@@ -24,6 +24,7 @@ from paydesk.deposits.models import Deposit
 from paydesk.invoices.models import Invoice
 from paydesk.ledger import service as ledger
 from paydesk.ledger.models import Account, AccountKind
+from paydesk.merchants.models import Merchant
 from paydesk.money import MONEY, round_half_up
 from paydesk.payouts.models import Payout
 from paydesk.payouts.service import FINAL_STATUSES, PayoutError, PayoutService
@@ -139,6 +140,21 @@ class WalletService:
             assert existing is not None
             return CreateResult(existing, created=False)
         return CreateResult(await session.get_one(StaticWallet, wallet_id), created=True)
+
+    async def public(
+        self, session: AsyncSession, wallet_uuid: uuid.UUID
+    ) -> tuple[StaticWallet, str]:
+        """A wallet and its merchant's name, for the wallet's public page."""
+        row = (
+            await session.execute(
+                select(StaticWallet, Merchant.name)
+                .join(Merchant, Merchant.id == StaticWallet.merchant_id)
+                .where(StaticWallet.uuid == wallet_uuid)
+            )
+        ).first()
+        if row is None:
+            raise WalletNotFound(str(wallet_uuid))
+        return row[0], row[1]
 
     async def balance_uuid(self, session: AsyncSession, wallet: StaticWallet) -> uuid.UUID:
         """The merchant's coin balance the wallet credits (`wallet_uuid` of the API)."""

@@ -241,3 +241,19 @@ async def received_on_devnet(context, address: str) -> list[Decimal]:
                 .order_by(DevnetTransaction.id)
             )
         )
+
+
+async def test_wallet_page_shows_the_address_in_the_payers_language(api, context, http):
+    wallet = await new_wallet(api)
+    path = wallet["url"].split("://", 1)[1].split("/", 1)[1]
+    page = await http.get(f"/{path}", params={"lang": "fr"})
+    assert page.status_code == 200
+    assert "Votre adresse de dépôt USDT" in page.text
+    assert wallet["address"] in page.text and "<svg" in page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    await api.result("/v1/wallet/block-address", {"uuid": wallet["uuid"]})
+    blocked = await http.get(f"/{path}", params={"lang": "en"})
+    assert "no longer in use" in blocked.text and "<svg" not in blocked.text
+    for unknown in ("/wallet/00000000-0000-4000-8000-000000000000", "/wallet/nope"):
+        missing = await http.get(unknown, params={"lang": "en"})
+        assert (missing.status_code, "Deposit address not found" in missing.text) == (404, True)

@@ -443,3 +443,23 @@ def test_a_person_pays_from_the_page_alone_with_the_test_wallet(gateway, browser
     assert f"/thanks/{invoice['order_id']}" in visits
     assert gateway.info(invoice)["payment_amount"] == "15.00000000"
     context.close()
+
+
+def test_a_static_wallet_page_in_arabic_on_a_phone(gateway, browser):
+    """A customer's permanent deposit address: the QR code a wallet app scans, the network
+    named plainly, right to left, accessible."""
+    wallet = gateway.call(
+        "/v1/wallet",
+        {"currency": "USDT", "network": "devnet", "order_id": f"customer-{gateway.backend}"},
+    )
+    context = browser.new_context(locale="ar", **PHONE)
+    page = context.new_page()
+    page.goto(wallet["url"])
+    expect(page.locator("h1")).to_have_text(t("ar", "Your %(coin)s deposit address", coin="USDT"))
+    assert page.evaluate("document.documentElement.dir") == "rtl"
+    assert fits_the_screen(page)
+    assert scan_qr(page) == f"devnet:{wallet['address']}?currency=USDT"
+    expect(page.locator("#address")).to_have_text(wallet["address"])
+    assert_accessible(page, "static wallet page, Arabic")
+    screenshot(page, f"{gateway.backend}-ar-phone-static-wallet")
+    context.close()
