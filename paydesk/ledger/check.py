@@ -17,8 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paydesk.deposits.models import Deposit
 from paydesk.deposits.service import CREDITED, ORPHANED, REVERSED, SEEN, credit_reference
 from paydesk.invoices.models import Invoice
-from paydesk.ledger.models import NEVER_NEGATIVE, Account, JournalTransaction, Posting
+from paydesk.ledger.models import (
+    NEVER_NEGATIVE,
+    Account,
+    AccountKind,
+    JournalTransaction,
+    Posting,
+)
 from paydesk.money import MONEY
+from paydesk.payouts.models import Payout
+from paydesk.payouts.service import SETTLED_STAGES
 
 #: Violations listed in full; beyond this only counted.
 SHOWN = 50
@@ -110,7 +118,39 @@ async def check_ledger(
             report.add("single leg", f"transaction {transaction.reference} has fewer than 2 legs")
 
     await _check_deposits(session, report, transactions)
+    await _check_payout_reserves(session, report, accounts, running)
     return report
+
+
+async def _check_payout_reserves(
+    session: AsyncSession,
+    report: Report,
+    accounts: dict[int, Account],
+    totals: dict[int, Decimal],
+) -> None:
+    """Each payout reserve holds exactly what the payouts not yet paid or failed took."""
+    held: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+    for merchant_id, book, currency, amount in await session.execute(
+        select(
+            Payout.merchant_id, Payout.book, Payout.source_currency, Payout.merchant_amount
+        ).where(Payout.stage.not_in(SETTLED_STAGES))
+    ):
+        key = (str(merchant_id), book, currency)
+        held[key] = MONEY.add(held[key], amount)
+    for account_id, account in accounts.items():
+        if account.kind != AccountKind.PAYOUT_RESERVE:
+            continue
+        key = (account.owner, account.network, account.currency)
+        expected = held.pop(key, Decimal(0))
+        if totals.get(account_id, Decimal(0)) != expected:
+            report.add(
+                "payout reserve",
+                f"reserve {account.currency} of {account.owner} holds "
+                f"{totals.get(account_id, Decimal(0))}, open payouts took {expected}",
+            )
+    for (owner, _book, currency), expected in held.items():
+        report.add("payout reserve", f"open payouts of {owner} took {expected} {currency}, "
+                   "no reserve holds it")  # fmt: skip
 
 
 async def _check_deposits(

@@ -47,6 +47,8 @@ APPROVAL, QUEUED, SIGNED, SENT, DONE, FAILED = (
     "approval", "queued", "signed", "sent", "done", "failed"
 )  # fmt: skip
 
+#: Stages whose reserve was paid out or given back.
+SETTLED_STAGES = frozenset({DONE, FAILED})
 PRIORITIES = ("recommended", "economy", "high", "highest")
 #: The only balance a payout in another coin may be paid from (spec 7).
 CONVERTIBLE_FROM = "USDT"

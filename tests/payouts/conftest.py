@@ -28,7 +28,11 @@ DESTINATION = DevnetAddresses(b"a customer's own wallet").derive(7)
 def settings_overrides(tmp_path: Path) -> dict[str, Any]:
     catalogue = tmp_path / "terms.toml"
     catalogue.write_text(DEVNET_TERMS)
-    return {"catalogue_file": catalogue, "callback_allowlist": ["127.0.0.0/8"]}
+    return {
+        "catalogue_file": catalogue,
+        "callback_allowlist": ["127.0.0.0/8"],
+        "static_rates": {"ETH/USDT": "2000"},
+    }
 
 
 async def send(

@@ -284,3 +284,46 @@ def uuid_of(result: dict):
     import uuid
 
     return uuid.UUID(result["uuid"])
+
+
+async def test_a_coin_paid_from_the_usdt_balance(api, context):
+    """`from_currency: USDT`: ETH sent, its price and fee taken from the USDT balance; the
+    platform's exchange desk takes the USDT and gives the ETH."""
+    await fund(api, context)
+    response = await payout(api, amount="0.01", currency="ETH", from_currency="USDT")
+    created = response.json()["result"]
+    # 0.01 ETH + the devnet ETH fee 0.0001 = 0.0101 ETH at 2000 USDT: 20.2 USDT.
+    assert (created["payer_currency"], created["payer_amount"], created["balance"]) == (
+        "ETH", 0.01, 78.8
+    )  # fmt: skip
+    poor = await payout(api, order_id="poor", amount="1", currency="ETH", from_currency="USDT")
+    assert poor.json() == {"state": 1, "message": "Not enough balance for convert USDT to ETH"}
+    await run_payouts(context)
+    await mine(context)
+    await run_payouts(context)
+    [row] = await payout_rows(context)
+    assert row.status == "paid"
+    desk = {
+        currency: await account_balance(context, AccountKind.EXCHANGE, currency, network="devnet")
+        for currency in ("USDT", "ETH")
+    }
+    assert desk == {"USDT": Decimal("20.2"), "ETH": Decimal("-0.0101")}  # took USDT, gave ETH
+    assert await account_balance(context, AccountKind.PLATFORM_COMMISSION, "ETH",
+                                 network="devnet") == Decimal("0.0001")  # fmt: skip
+    async with context.db.reader() as session:
+        report = await check_ledger(session)
+    assert report.ok, report.violations
+
+
+async def test_ledger_check_finds_a_reserve_that_open_payouts_do_not_explain(api, context):
+    await fund(api, context)
+    await payout(api)
+    async with context.db.reader() as session:
+        assert (await check_ledger(session)).ok
+    async with context.db.transaction() as session:  # marked done, never settled
+        row = await session.scalar(select(Payout))
+        row.stage = "done"
+    async with context.db.reader() as session:
+        report = await check_ledger(session)
+    assert [v.rule for v in report.violations] == ["payout reserve"]
+    assert "holds 10.15" in report.violations[0].detail
