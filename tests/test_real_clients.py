@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import cryptomus
 import httpx
@@ -18,7 +21,15 @@ from cryptomus.request_exceptions import RequestExceptionsBuilder
 from pyCryptomusAPI import pyCryptomusAPI, pyCryptomusAPIException
 
 from tests.conftest import create_pg_database, drop_pg_database, free_port, worker_id
-from tests.live import LiveServer, create_live_merchant, live_server, paydesk_env, run_cli
+from tests.live import (
+    PAYDESK,
+    LiveServer,
+    create_live_merchant,
+    live_server,
+    paydesk_env,
+    run_cli,
+)
+from tests.payouts.conftest import DESTINATION
 
 pytestmark = pytest.mark.slow
 
@@ -155,6 +166,73 @@ def test_popular_client_services_and_errors(live: LiveServer):
     with pytest.raises(pyCryptomusAPIException) as raised:
         client.payment_information(invoice_uuid=str(uuid.uuid4()))
     assert raised.value.message == "Payment not found"
+
+
+def test_popular_client_static_wallet_and_payout(live: LiveServer, tmp_path):
+    """The client's own wallet and payout calls: a deposit on the wallet's address funds a
+    payout that `paydesk worker` sends; the payout object decodes with its numbers."""
+    client = popular(live)
+    order_id = unique("w")
+    wallet = client.create_wallet(network="devnet", currency="USDT", order_id=order_id)
+    assert wallet.address.startswith("pdev1") and wallet.url.endswith(f"/wallet/{wallet.uuid}")
+    again = client.create_wallet(network="DEVNET", currency="usdt", order_id=order_id)
+    assert again.uuid == wallet.uuid
+    assert client.wallet_qr_code(wallet.uuid).startswith("data:image/png;base64,")
+    paid = run_cli("devnet", "pay", f"devnet:{wallet.address}?currency=USDT", "50", "--mine",
+                   env=live.env)  # fmt: skip
+    assert paid.returncode == 0, paid.stderr
+    destination = DESTINATION
+    worker_env = {
+        **live.env,
+        "PAYDESK_PAYOUT_POLL_SECONDS": "0.2",
+        "PAYDESK_WATCHER_POLL_SECONDS": "0.2",
+        "PAYDESK_DEVNET_BLOCK_SECONDS": "0.5",
+    }
+    with running_worker(worker_env, tmp_path / "worker.log"):
+        payout = None
+        for _ in range(100):  # until the deposit is credited
+            try:
+                payout = client.create_payout(
+                    amount="10", currency="USDT", network="devnet", order_id=unique("po"),
+                    address=destination, is_subtract=True,
+                )  # fmt: skip
+                break
+            except pyCryptomusAPIException as refused:
+                assert refused.message == "Not enough funds"
+                time.sleep(0.1)
+        assert payout is not None and payout.status == "process"
+        # 50 less 10 and the devnet USDT payout fee (0.1): JSON numbers, as documented.
+        assert (payout.payer_amount, payout.balance) == (10.0, 39.9)
+        for _ in range(200):
+            info = client.payout_information(payout_uuid=payout.uuid)
+            if info.status == "paid":
+                break
+            time.sleep(0.1)
+        assert (info.status, info.is_final) == ("paid", True) and info.txid
+    history = client.payout_history()
+    assert [item.uuid for item in history.items] == [payout.uuid]
+    assert any(s.network == "DEVNET" and s.currency == "USDT" for s in client.payout_services())
+    blocked = client.block_wallet(wallet_uuid=wallet.uuid)
+    assert blocked["status"] == "blocked"
+    with pytest.raises(pyCryptomusAPIException) as refused:
+        client.block_wallet_refund(address=destination, wallet_uuid=wallet.uuid)
+    assert refused.value.message == "Nothing to withdraw"
+
+
+@contextmanager
+def running_worker(env: dict[str, str], log) -> Iterator[None]:
+    with log.open("ab") as output:
+        process = subprocess.Popen([PAYDESK, "worker"], env=env, stdin=subprocess.DEVNULL,
+                                   stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 # ------------------------------------------------------------------ raw bodies on the wire
