@@ -561,19 +561,21 @@ def payouts_list(
     payouts = _with_context(work)
     if as_json:
         for payout in payouts:
-            console.print_json(
-                data={
-                    "uuid": str(payout.uuid),
-                    "merchant": str(payout.merchant_id),
-                    "status": payout.status,
-                    "stage": payout.stage,
-                    "amount": f"{payout.payer_amount:f}",
-                    "currency": payout.payer_currency,
-                    "network": payout.network,
-                    "address": payout.address,
-                    "txid": payout.txid,
-                    "last_error": payout.last_error,
-                }
+            typer.echo(
+                json.dumps(
+                    {
+                        "uuid": str(payout.uuid),
+                        "merchant": str(payout.merchant_id),
+                        "status": payout.status,
+                        "stage": payout.stage,
+                        "amount": f"{payout.payer_amount:f}",
+                        "currency": payout.payer_currency,
+                        "network": payout.network,
+                        "address": payout.address,
+                        "txid": payout.txid,
+                        "last_error": payout.last_error,
+                    }
+                )
             )
         return
     table = Table("uuid", "status", "stage", "amount", "network", "address", "txid / error")
