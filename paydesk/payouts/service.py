@@ -279,8 +279,9 @@ class PayoutService:
             raise InvalidAddress(address)
         available = await ledger.balance(session, held)
         total = available if amount is None else amount
+        # All of it, to the chain's last unit (nothing the API cannot print is left behind).
+        total = total.quantize(quantum(service.decimals), rounding=ROUND_DOWN)
         places = pricing.payer_places(self.catalogue.precision(held.currency), service)
-        total = total.quantize(quantum(places), rounding=ROUND_DOWN)
         fee = payout_fee(service, total, places)
         if total <= 0:
             raise AmountTooSmall()

@@ -149,9 +149,10 @@ class PayoutWorker:
                         txid=current.txid)  # fmt: skip
             return "failed"
 
-    async def _broadcast(self, payout: Payout) -> str:
-        """Hand the stored transaction to the node (again). Returns sent, unsent (the node
-        could not be reached: try later), requeued or failed."""
+    async def _broadcast(self, payout: Payout, *, first: bool = False) -> str:
+        """Hand the stored transaction to the node (again: not `first`). Returns sent,
+        unsent (the node could not be reached, or refused a transaction it may have had
+        before: try later), requeued or failed."""
         assert payout.txid is not None and payout.signed_tx is not None
         transfer = SignedTransfer(
             txid=payout.txid,
@@ -169,9 +170,10 @@ class PayoutWorker:
             # mined, so nothing was sent and the payout can be signed again.
             return await self._requeue(payout, "the nonce was used by another transaction")
         except BroadcastRejected as exc:
-            if payout.stage == SENT:
-                # The node took it once: it may still be mined elsewhere. An operator
-                # decides (the error is on the payout).
+            if not first:
+                # Sent before (or maybe: a lost answer, a crash after the broadcast), the
+                # node may have passed it on and forgotten it since: it may still be
+                # mined elsewhere. An operator decides (the error is on the payout).
                 await self._note(payout, str(exc))
                 return "unsent"
             return await self._fail(payout, str(exc))
@@ -200,9 +202,8 @@ class PayoutWorker:
             current.txid = current.signed_tx = current.nonce = None
             current.last_error = reason
             current.next_attempt_at = utcnow()
-            await session.execute(
-                update(PayoutLane).where(PayoutLane.network == self.code).values(next_nonce=None)
-            )
+            # The lane's next nonce stays: payouts signed after this one may still be
+            # pending, and the next signature takes max(lane, chain) anyway.
         log.warning("payouts.requeued", network=self.code, payout=str(payout.uuid), reason=reason)
         return "requeued"
 
@@ -285,7 +286,7 @@ class PayoutWorker:
                 )
         payout.txid, payout.signed_tx = signed.txid, signed.raw
         payout.from_address, payout.nonce = signed.from_address, signed.nonce
-        await self._broadcast(payout)
+        await self._broadcast(payout, first=True)
         return 1
 
     async def _postpone(self, payout: Payout, reason: str) -> None:
