@@ -257,3 +257,19 @@ async def test_wallet_page_shows_the_address_in_the_payers_language(api, context
     for unknown in ("/wallet/00000000-0000-4000-8000-000000000000", "/wallet/nope"):
         missing = await http.get(unknown, params={"lang": "en"})
         assert (missing.status_code, "Deposit address not found" in missing.text) == (404, True)
+
+
+async def test_a_refund_leaves_nothing_the_chain_could_send(api, context):
+    """ETH has 18 decimals on chain, 8 in the API: the refund still takes every wei."""
+    wallet = await new_wallet(api, order_id="eth-customer", currency="ETH")
+    await api.result("/v1/wallet/block-address", {"uuid": wallet["uuid"]})
+    await send(context, wallet["address"], "0.123456789012345678", currency="ETH")
+    await mine(context)
+    refund = await api.result(
+        "/v1/wallet/blocked-address-refund", {"uuid": wallet["uuid"], "address": DESTINATION}
+    )
+    assert refund["commission"] == "0.00010000"  # the devnet ETH payout fee
+    await run_payouts(context)
+    assert await received_on_devnet(context, DESTINATION) == [Decimal("0.123356789012345678")]
+    assert await account_balance(context, AccountKind.HELD_DEPOSITS, "ETH", owner=wallet["uuid"],
+                                 network="devnet") == 0  # fmt: skip
