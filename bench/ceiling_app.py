@@ -42,6 +42,7 @@ app = FastAPI(lifespan=lifespan)
 
 
 @app.post("/v1/payment")
+@app.post("/v1/payout")
 async def create(request: Request) -> JSONResponse:
     raw = await request.body()
     expected = hashlib.md5(base64.b64encode(raw) + KEY, usedforsecurity=False).hexdigest()

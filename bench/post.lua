@@ -24,13 +24,14 @@ function init(args)
   end
   index = 0
   headers = {["Content-Type"] = "application/json", ["merchant"] = merchant}
+  path = os.getenv("BENCH_PATH") or "/v1/payment"
 end
 
 function request()
   index = index + 1
   if index > #bodies then index = 1 end
   headers["sign"] = signs[index]
-  return wrk.format("POST", "/v1/payment", headers, bodies[index])
+  return wrk.format("POST", path, headers, bodies[index])
 end
 
 function done(summary, latency, requests)

@@ -1,7 +1,7 @@
-"""Signed invoice creation through the full Paydesk API against a bare ceiling.
+"""Signed invoice (or payout) creation through the full Paydesk API against a bare ceiling.
 
     .venv/bin/python bench/run.py [--duration 10] [--rounds 3] [--connections 64]
-                                  [--workers 1] [--scenario fiat|crypto]
+                                  [--workers 1] [--scenario fiat|crypto|payout]
 
 Both servers run on 127.0.0.1 against one throwaway PostgreSQL database; wrk loads them in
 interleaved rounds (ceiling, paydesk, ceiling, ...) and the medians are compared, because
@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS bench_invoices (
 )
 """
 PAYDESK_TABLES = "invoices, idempotency_records"
+#: Where the payout scenario pays to (a devnet address no invoice holds).
+PAYOUT_DESTINATION = "pdev1qjw75zgnkqkpp6e94n760w3uetq8wuezzk00d9e"
+#: The payout scenario's merchant balance: enough for every request of every round.
+PAYOUT_FUNDS = "1000000000000"
 
 
 @dataclass
@@ -118,11 +122,12 @@ def create_merchant(env: dict[str, str]) -> dict[str, str]:
 
 def write_requests(path: Path, count: int, key: str, scenario: str) -> None:
     """Pre-signed bodies, one per line, each with its own order_id."""
-    template = (
-        '{"amount":"15.00","currency":"USD","order_id":"bench-%d"}'
-        if scenario == "fiat"
-        else '{"amount":"15","currency":"USDT","network":"devnet","order_id":"bench-%d"}'
-    )
+    template = {
+        "fiat": '{"amount":"15.00","currency":"USD","order_id":"bench-%d"}',
+        "crypto": '{"amount":"15","currency":"USDT","network":"devnet","order_id":"bench-%d"}',
+        "payout": '{"amount":"1","currency":"USDT","network":"devnet","order_id":"bench-%d",'
+        f'"address":"{PAYOUT_DESTINATION}","is_subtract":true}}',
+    }[scenario]
     key_bytes = key.encode()
     with path.open("w") as handle:
         for n in range(count):
@@ -131,11 +136,50 @@ def write_requests(path: Path, count: int, key: str, scenario: str) -> None:
             handle.write(f"{sign.hexdigest()}\t{body.decode()}\n")
 
 
+def fund_devnet_balance(base: str, merchant: dict[str, str], env: dict[str, str]) -> None:
+    """A static wallet deposit on the devnet, credited by the worker: the payouts' funds."""
+    body = b'{"currency":"USDT","network":"devnet","order_id":"bench-funds"}'
+    sign = hashlib.md5(base64.b64encode(body) + merchant["payment_key"].encode()).hexdigest()
+    answer = httpx.post(
+        f"{base}/v1/wallet",
+        content=body,
+        headers={"merchant": merchant["merchant"], "sign": sign,
+                 "content-type": "application/json"},
+    )  # fmt: skip
+    address = answer.json()["result"]["address"]
+    subprocess.run(
+        [PAYDESK, "devnet", "pay", f"devnet:{address}?currency=USDT", PAYOUT_FUNDS, "--mine"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        credited = asyncio.run(scalar("SELECT count(*) FROM deposits WHERE status = 'credited'"))
+        if credited:
+            log(f"funded the merchant with {PAYOUT_FUNDS} devnet USDT")
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the funding deposit was never credited")
+
+
+async def scalar(query: str) -> object:
+    connection = await asyncpg.connect(database=DATABASE, **PG)
+    try:
+        return await connection.fetchval(query)
+    finally:
+        await connection.close()
+
+
 @contextmanager
 def running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    """A process whose output goes to a file beside its data (a pipe nobody reads would
+    stop it once its logs filled the pipe's buffer)."""
+    handle, name = tempfile.mkstemp(prefix=f"bench-{Path(command[0]).name}-", suffix=".log")
+    log_file = Path(name)
+    with open(handle, "w") as output:
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=output, text=True
+        )
+    process.log_file = log_file  # type: ignore[attr-defined]
     try:
         yield process
     finally:
@@ -144,6 +188,11 @@ def running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Pope
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+        errors = log_file.read_text().count("Traceback")
+        if errors:
+            log(f"{' '.join(command[:2])}: {errors} tracebacks, see {log_file}")
+        else:
+            log_file.unlink()
 
 
 @contextmanager
@@ -153,7 +202,8 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                sys.exit(f"server exited: {' '.join(command)}\n{process.stderr.read()}")  # type: ignore[union-attr]
+                output = process.log_file.read_text()  # type: ignore[attr-defined]
+                sys.exit(f"server exited: {' '.join(command)}\n{output}")
             try:
                 httpx.get(base + "/docs", timeout=1)
                 break
@@ -221,9 +271,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--scenario",
-        choices=["fiat", "crypto"],
+        choices=["fiat", "crypto", "payout"],
         default="fiat",
-        help="fiat: payer picks the coin; crypto: USDT with a devnet address",
+        help="fiat: payer picks the coin; crypto: USDT with a devnet address; payout: "
+        "1 USDT payouts on the devnet from a funded balance (reserve, row, webhook event)",
     )
     args = parser.parse_args()
     args.pool = args.pool or max(8, 32 // args.workers)
@@ -248,13 +299,15 @@ def main() -> None:
         requests_file = work / "requests.tsv"
         count = (args.duration + 2) * MAX_RATE
         log(f"signing {count} requests ({args.scenario})")
-        write_requests(requests_file, count, merchant["payment_key"], args.scenario)
+        payout = args.scenario == "payout"
+        key = merchant["payout_key"] if payout else merchant["payment_key"]
+        write_requests(requests_file, count, key, args.scenario)
 
         ceiling_env = dict(
             env,
             BENCH_CEILING_DSN=DSN,
             BENCH_MERCHANT=merchant["merchant"],
-            BENCH_PAYMENT_KEY=merchant["payment_key"],
+            BENCH_PAYMENT_KEY=key,
             BENCH_POOL=str(args.pool),
         )
         sql(CEILING_TABLE)
@@ -263,6 +316,7 @@ def main() -> None:
             BENCH_REQUESTS=str(requests_file),
             BENCH_MERCHANT=merchant["merchant"],
             BENCH_THREADS=str(args.threads),
+            BENCH_PATH="/v1/payout" if payout else "/v1/payment",
         )
         ceiling_port, paydesk_port = free_port(), free_port()
         ceiling_cmd = [
@@ -298,7 +352,10 @@ def main() -> None:
             server(paydesk_cmd, env, paydesk_port) as paydesk,
             running([PAYDESK, "worker"], env),
         ):
-            targets = {"ceiling": (ceiling, "bench_invoices"), "paydesk": (paydesk, PAYDESK_TABLES)}
+            tables = "payouts" if payout else PAYDESK_TABLES
+            if payout:
+                fund_devnet_balance(paydesk, merchant, env)
+            targets = {"ceiling": (ceiling, "bench_invoices"), "paydesk": (paydesk, tables)}
             for name, (base, tables) in targets.items():  # warm-up, then start clean
                 load(wrk, name, base, args, wrk_env, 3)
                 sql(f"TRUNCATE {tables} CASCADE")
@@ -340,7 +397,8 @@ def report(args: argparse.Namespace, rounds: list[Round]) -> None:
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (results / f"invoice-create-{args.scenario}-{stamp}.json").write_text(
+    name = "payout-create" if args.scenario == "payout" else f"invoice-create-{args.scenario}"
+    (results / f"{name}-{stamp}.json").write_text(
         json.dumps(
             {
                 "args": vars(args),

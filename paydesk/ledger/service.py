@@ -141,10 +141,13 @@ async def post(
 
     accounts = {leg.account.id: leg.account for leg in legs}
     # Row locks in a fixed order serialise bookings on the same accounts (PostgreSQL;
-    # SQLite's write transactions are serial already).
+    # SQLite's write transactions are serial already). NO KEY UPDATE, not UPDATE: rows
+    # that reference an account (a payout, a posting) take a key-share lock on it, which
+    # a full update lock would conflict with — two transactions that each inserted such
+    # a row and then booked on the account would deadlock.
     await session.execute(
         select(Account.id).where(Account.id.in_(sorted(accounts))).order_by(Account.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )  # fmt: skip
     totals = {account_id: await credit_total(session, a) for account_id, a in accounts.items()}
     after = dict(totals)

@@ -327,3 +327,23 @@ async def test_ledger_check_finds_a_reserve_that_open_payouts_do_not_explain(api
         report = await check_ledger(session)
     assert [v.rule for v in report.violations] == ["payout reserve"]
     assert "holds 10.15" in report.violations[0].detail
+
+
+async def test_concurrent_payouts_from_one_balance(api, context):
+    """Many payouts at once from one balance: each reserved exactly once, none refused by a
+    deadlock between the row that references the balance and the balance's lock."""
+    await fund(api, context)
+    import asyncio
+
+    responses = await asyncio.gather(
+        *(payout(api, order_id=f"c{n}", amount="1") for n in range(24))
+    )
+    assert [r.status_code for r in responses] == [200] * 24
+    # 24 × (1 + 0.005 + 0.1) from 99.
+    assert await balance(context, api.merchant.merchant_id) == Decimal("72.48")
+    assert await reserve_of(context, api.merchant.merchant_id) == Decimal("26.52")
+    balances = sorted(Decimal(str(r.json()["result"]["balance"])) for r in responses)
+    assert balances == [Decimal("72.48") + Decimal("1.105") * n for n in range(24)]
+    async with context.db.reader() as session:
+        report = await check_ledger(session)
+    assert report.ok, report.violations
