@@ -114,6 +114,20 @@ async def credit_total(session: AsyncSession, account: Account) -> Decimal:
     return last if last is not None else ZERO
 
 
+async def credit_totals(session: AsyncSession, account_ids: list[int]) -> dict[int, Decimal]:
+    """The running credit totals of several accounts in one query."""
+    latest = (
+        select(Posting.balance_after)
+        .where(Posting.account_id == Account.id)
+        .order_by(Posting.id.desc())
+        .limit(1)
+        .correlate(Account)
+        .scalar_subquery()
+    )
+    rows = await session.execute(select(Account.id, latest).where(Account.id.in_(account_ids)))
+    return {account_id: total if total is not None else ZERO for account_id, total in rows}
+
+
 async def balance(session: AsyncSession, account: Account) -> Decimal:
     return account.sign * await credit_total(session, account)
 
@@ -149,7 +163,7 @@ async def post(
         select(Account.id).where(Account.id.in_(sorted(accounts))).order_by(Account.id)
         .with_for_update(key_share=True)
     )  # fmt: skip
-    totals = {account_id: await credit_total(session, a) for account_id, a in accounts.items()}
+    totals = await credit_totals(session, list(accounts))
     after = dict(totals)
     for leg in legs:
         after[leg.account.id] = MONEY.add(after[leg.account.id], leg.amount)
@@ -160,23 +174,25 @@ async def post(
             raise InsufficientFunds(held, available, available - held.sign * total)
 
     now = utcnow()
+    values = {
+        "uuid": uuid.uuid4(),
+        "kind": kind,
+        "reference": reference,
+        "reverses_id": reverses.id if reverses else None,
+        "memo": memo,
+        "created_at": now,
+    }
     inserted = await session.execute(
         dialect_insert(session, JournalTransaction)
-        .values(
-            uuid=uuid.uuid4(),
-            kind=kind,
-            reference=reference,
-            reverses_id=reverses.id if reverses else None,
-            memo=memo,
-            created_at=now,
-        )
+        .values(**values)
         .on_conflict_do_nothing(index_elements=["reference"])
         .returning(JournalTransaction.id)
     )
     transaction_id = inserted.scalar()
     if transaction_id is None:
         raise AlreadyBooked(reference)
-    transaction = await session.get_one(JournalTransaction, transaction_id)
+    # What was just written, not read back (the accounts stay locked meanwhile).
+    transaction = JournalTransaction(id=transaction_id, **values)
     postings = []
     running = dict(totals)
     for leg in legs:

@@ -247,13 +247,15 @@ class PayoutService:
             assert existing is not None
             return CreateResult(existing, created=False)
         payout = inserted
+        # The event first, the reservation last: the balance stays locked only for the
+        # booking itself, until the commit.
+        await self.announce(session, payout)
         try:
             await self._reserve(session, payout, source)
         except ledger.InsufficientFunds:
             if terms.source_currency != terms.service.currency:
                 raise NotEnoughToConvert(terms.source_currency, terms.service.currency) from None
             raise
-        await self.announce(session, payout)
         return CreateResult(payout, created=True)
 
     async def refund_held(
@@ -318,8 +320,8 @@ class PayoutService:
         )
         session.add(payout)
         await session.flush()
-        await self._reserve(session, payout, held)
         await self.announce(session, payout)
+        await self._reserve(session, payout, held)
         return payout
 
     async def _terms(self, draft: PayoutDraft) -> _Terms:
@@ -434,8 +436,8 @@ class PayoutService:
             ],
             memo=f"payout {payout.uuid}",
         )
+        # Written with the commit: no round trip more while the balance is locked.
         payout.balance_after = source.sign * booked.posting_of(source).balance_after
-        await session.flush()
 
     async def _reserve_account(self, session: AsyncSession, payout: Payout) -> Account:
         return await ledger.account(
