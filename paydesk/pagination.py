@@ -6,6 +6,7 @@ Dialects encode `Cursor` in their own format; the query side is shared.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select
@@ -35,6 +36,31 @@ class Page(Generic[T]):
     @property
     def has_pages(self) -> bool:
         return not self.on_first_page or self.next is not None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """A history's date bounds (inclusive), as the dialects' `date_from`/`date_to`."""
+
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+async def history_page(
+    session: AsyncSession,
+    stmt: Select[Any],
+    id_column: InstrumentedAttribute[int],
+    created_column: InstrumentedAttribute[datetime],
+    filters: HistoryFilter,
+    cursor: Cursor | None,
+    per_page: int,
+) -> Page[Any]:
+    """A page of `stmt` within the filter's dates, newest first."""
+    if filters.created_from is not None:
+        stmt = stmt.where(created_column >= filters.created_from)
+    if filters.created_to is not None:
+        stmt = stmt.where(created_column <= filters.created_to)
+    return await keyset_page(session, stmt, id_column, cursor, per_page)
 
 
 async def keyset_page(

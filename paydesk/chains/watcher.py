@@ -22,7 +22,7 @@ from datetime import timedelta
 from itertools import pairwise
 
 import structlog
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.background import sleep_or_stop
@@ -37,9 +37,10 @@ from paydesk.chains.adapter import (
 )
 from paydesk.chains.models import ChainBlock, ChainCursor, DepositAddress
 from paydesk.context import Context
-from paydesk.db import dialect_insert, utcnow
+from paydesk.db import utcnow
 from paydesk.deposits.models import Deposit
 from paydesk.deposits.service import CREDITED, SEEN, ObservedTransfer
+from paydesk.leases import release_lease, take_lease
 
 log = structlog.get_logger(__name__)
 
@@ -325,27 +326,11 @@ class Watcher:
         return cursor
 
     async def _take_lease(self) -> bool:
-        now = utcnow()
         async with self.context.db.transaction() as session:
-            await session.execute(
-                dialect_insert(session, ChainCursor)
-                .values(network=self.code, height=NOT_STARTED, hash="", updated_at=now)
-                .on_conflict_do_nothing(index_elements=["network"])
-            )
-            taken = await session.execute(
-                update(ChainCursor)
-                .where(
-                    ChainCursor.network == self.code,
-                    or_(
-                        ChainCursor.lease_owner == self.owner,
-                        ChainCursor.lease_owner.is_(None),
-                        ChainCursor.lease_expires_at < now,
-                    ),
-                )
-                .values(lease_owner=self.owner, lease_expires_at=now + self.lease)
-                .execution_options(synchronize_session=False)
-            )
-        return taken.rowcount == 1
+            return await take_lease(
+                session, ChainCursor, {"network": self.code}, self.owner, self.lease,
+                seed={"height": NOT_STARTED, "hash": ""},
+            )  # fmt: skip
 
     async def _advance(self, session: AsyncSession, header: BlockHeader | None) -> bool:
         """Move the cursor (or only renew the lease, without a header) — in the step's own
@@ -364,12 +349,7 @@ class Watcher:
 
     async def release(self) -> None:
         async with self.context.db.transaction() as session:
-            await session.execute(
-                update(ChainCursor)
-                .where(ChainCursor.network == self.code, ChainCursor.lease_owner == self.owner)
-                .values(lease_owner=None, lease_expires_at=None)
-                .execution_options(synchronize_session=False)
-            )
+            await release_lease(session, ChainCursor, {"network": self.code}, self.owner)
 
     # ------------------------------------------------------------------ matching
     async def _watched(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 
@@ -39,9 +38,3 @@ class InvoiceDraft:
     from_referral_code: str | None = None
     discount_percent: int | None = None
     is_refresh: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryFilter:
-    created_from: datetime | None = None
-    created_to: datetime | None = None

@@ -33,7 +33,7 @@ from paydesk.deposits.models import Deposit
 from paydesk.discounts.service import DiscountBook
 from paydesk.invoices import pricing
 from paydesk.invoices.models import Invoice
-from paydesk.invoices.schemas import CoinChoice, HistoryFilter, InvoiceDraft
+from paydesk.invoices.schemas import CoinChoice, InvoiceDraft
 from paydesk.invoices.status import (
     ON_EXPIRY,
     SETTLED_BY_DEPOSITS,
@@ -42,7 +42,7 @@ from paydesk.invoices.status import (
     is_final,
 )
 from paydesk.money import MONEY, percent_of, quantum, round_half_up
-from paydesk.pagination import Cursor, Page, keyset_page
+from paydesk.pagination import Cursor, HistoryFilter, Page, history_page
 from paydesk.rates.service import RatesService, RateUnavailable
 from paydesk.webhooks import service as webhooks
 
@@ -601,11 +601,8 @@ class InvoiceService:
         per_page: int,
     ) -> Page[Invoice]:
         stmt = select(Invoice).where(Invoice.merchant_id == merchant_id)
-        if filters.created_from is not None:
-            stmt = stmt.where(Invoice.created_at >= filters.created_from)
-        if filters.created_to is not None:
-            stmt = stmt.where(Invoice.created_at <= filters.created_to)
-        return await keyset_page(session, stmt, Invoice.id, cursor, per_page)
+        return await history_page(session, stmt, Invoice.id, Invoice.created_at, filters,
+                                  cursor, per_page)  # fmt: skip
 
 
 async def _insert_unless_order_exists(

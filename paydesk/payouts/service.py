@@ -26,12 +26,11 @@ from paydesk.catalogue.service import Catalogue
 from paydesk.chains.registry import normalize_address
 from paydesk.db import dialect_insert, utcnow
 from paydesk.invoices import pricing
-from paydesk.invoices.schemas import HistoryFilter
 from paydesk.ledger import service as ledger
 from paydesk.ledger.models import Account, AccountKind
 from paydesk.merchants.models import Merchant
 from paydesk.money import MONEY, percent_of, quantum, round_half_up, round_up
-from paydesk.pagination import Cursor, Page, keyset_page
+from paydesk.pagination import Cursor, HistoryFilter, Page, history_page
 from paydesk.payouts.models import Payout, PayoutAddress
 from paydesk.rates.service import RatesService
 from paydesk.webhooks import service as webhooks
@@ -617,11 +616,8 @@ class PayoutService:
         per_page: int,
     ) -> Page[Payout]:
         stmt = select(Payout).where(Payout.merchant_id == merchant_id)
-        if filters.created_from is not None:
-            stmt = stmt.where(Payout.created_at >= filters.created_from)
-        if filters.created_to is not None:
-            stmt = stmt.where(Payout.created_at <= filters.created_to)
-        return await keyset_page(session, stmt, Payout.id, cursor, per_page)
+        return await history_page(session, stmt, Payout.id, Payout.created_at, filters,
+                                  cursor, per_page)  # fmt: skip
 
     @staticmethod
     async def _by_order(

@@ -41,7 +41,8 @@ from paydesk.chains.adapter import (
 from paydesk.chains.registry import WATCHED_FAMILIES, build_sender
 from paydesk.chains.watcher import worker_identity
 from paydesk.context import Context
-from paydesk.db import dialect_insert, utcnow
+from paydesk.db import utcnow
+from paydesk.leases import release_lease, take_lease
 from paydesk.payouts.models import Payout, PayoutLane
 from paydesk.payouts.service import QUEUED, SENT, SIGNED, SYSTEM_FAIL
 
@@ -320,27 +321,10 @@ class PayoutWorker:
         return payout
 
     async def _take_lease(self) -> bool:
-        now = utcnow()
         async with self.context.db.transaction() as session:
-            await session.execute(
-                dialect_insert(session, PayoutLane)
-                .values(network=self.code, updated_at=now)
-                .on_conflict_do_nothing(index_elements=["network"])
+            return await take_lease(
+                session, PayoutLane, {"network": self.code}, self.owner, self.lease
             )
-            taken = await session.execute(
-                update(PayoutLane)
-                .where(
-                    PayoutLane.network == self.code,
-                    or_(
-                        PayoutLane.lease_owner == self.owner,
-                        PayoutLane.lease_owner.is_(None),
-                        PayoutLane.lease_expires_at < now,
-                    ),
-                )
-                .values(lease_owner=self.owner, lease_expires_at=now + self.lease, updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-        return taken.rowcount == 1
 
     async def _renew(self, session: AsyncSession) -> bool:
         """Extend the lease in the caller's transaction; False (write nothing) if another
@@ -356,12 +340,7 @@ class PayoutWorker:
 
     async def release(self) -> None:
         async with self.context.db.transaction() as session:
-            await session.execute(
-                update(PayoutLane)
-                .where(PayoutLane.network == self.code, PayoutLane.lease_owner == self.owner)
-                .values(lease_owner=None, lease_expires_at=None)
-                .execution_options(synchronize_session=False)
-            )
+            await release_lease(session, PayoutLane, {"network": self.code}, self.owner)
 
 
 async def run_payout_worker(worker: PayoutWorker, stop: asyncio.Event, poll_seconds: float) -> None:

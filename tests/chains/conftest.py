@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.chains.anvil import ANVIL_BINARY, REPO_ROOT, Anvil
+from tests.chains.anvil import Anvil
+from tests.evm import start_anvil
 
 
 @pytest.fixture(scope="module")
 def anvil() -> Iterator[Anvil]:
-    """A fresh anvil (chain id 1) per test module; under CI a missing binary fails."""
-    if not ANVIL_BINARY.exists():
-        where = ANVIL_BINARY.relative_to(REPO_ROOT)
-        message = f"anvil is not installed ({where}): run `npm ci --prefix tools`"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    node = Anvil(chain_id=1)
-    try:
-        yield node
-    finally:
-        node.stop()
+    """A fresh anvil per test module."""
+    yield from start_anvil()

@@ -24,7 +24,6 @@ from pyCryptomusAPI.webhooks import process_payment_webhook
 from sqlalchemy import func, select
 
 from paydesk.chains.models import ChainCursor
-from paydesk.chains.registry import build_adapter
 from paydesk.chains.watcher import Watcher
 from paydesk.context import Context
 from paydesk.deposits.models import Deposit
@@ -36,14 +35,13 @@ from paydesk.webhooks.models import WebhookEvent
 from paydesk.webhooks.sender import build_sender
 from paydesk.webhooks.worker import deliver_due
 from tests.chains.anvil import Anvil
+from tests.evm import ETH_DECIMALS, USDT_DECIMALS, eth_watcher, follow, units
 from tests.live import PAYDESK, paydesk_env
 
 #: Blocks a payment needs on eth in these tests (the catalogue's 12 would only be slower).
 CONFIRMATIONS = 3
 #: The platform's commission on eth ETH and USDT here, in percent (the catalogue has none).
 PERCENT = "1"
-ETH_DECIMALS = 18
-USDT_DECIMALS = 6
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -84,40 +82,16 @@ async def sender(context: Context):
 
 @pytest.fixture
 async def watcher(context: Context) -> AsyncIterator[Watcher]:
-    """The eth watcher, already caught up with the node (started near its tip)."""
-    network = context.catalogue.network("eth")
-    assert network is not None and network.confirmations == CONFIRMATIONS
-    adapter = build_adapter(network, context.catalogue, context.settings, context.db)
-    watcher = Watcher(context, network, adapter, owner="test")
-    try:
-        await follow(watcher)
-        yield watcher
-    finally:
-        await adapter.close()
+    async with eth_watcher(context, CONFIRMATIONS) as watching:
+        yield watching
 
 
 # --------------------------------------------------------------------------- helpers
-def units(amount: str, decimals: int) -> int:
-    """An API amount in the chain's smallest unit, exactly (refusing any rounding)."""
-    scaled = Decimal(amount).scaleb(decimals)
-    assert scaled == scaled.to_integral_value(), f"{amount} has more than {decimals} decimals"
-    return int(scaled)
-
-
 async def invoice_of(api, receiver=None, order_id="o1", amount="0.5", currency="ETH", **extra):
     body = {"amount": amount, "currency": currency, "network": "eth", "order_id": order_id}
     if receiver is not None:
         body["url_callback"] = receiver.url
     return await api.result("/v1/payment", {**body, **extra})
-
-
-async def follow(watcher: Watcher) -> None:
-    """Step until the watcher has nothing more to do."""
-    for _ in range(200):
-        result = await watcher.step()
-        if not (result.blocks or result.rolled_back):
-            return
-    raise AssertionError("the watcher never caught up")
 
 
 async def status(api, invoice) -> dict:

@@ -35,7 +35,7 @@ from sqlalchemy import select, update
 from web3 import Web3
 
 from paydesk.chains.evm_sender import EvmPayoutSender
-from paydesk.chains.registry import build_adapter, build_sender
+from paydesk.chains.registry import build_sender
 from paydesk.chains.watcher import Watcher
 from paydesk.context import Context
 from paydesk.db import utcnow
@@ -47,16 +47,15 @@ from paydesk.merchants.service import IssuedMerchant
 from paydesk.payouts.models import Payout
 from paydesk.payouts.worker import PayoutWorker
 from paydesk.webhooks.models import WebhookEvent
-from tests.chains.anvil import ANVIL_BINARY, REPO_ROOT, Anvil
+from tests.chains.anvil import Anvil
 from tests.conftest import CryptomusClient
 from tests.devnet import deliver_webhooks, run_payouts
+from tests.evm import ETH_DECIMALS, USDT_DECIMALS, eth_watcher, follow, start_anvil, units
 from tests.live import PAYDESK, paydesk_env
 from tests.receiver import Receiver
 
 #: Blocks a deposit or payout needs here (the catalogue's 12 would only be slower).
 CONFIRMATIONS = 3
-ETH_DECIMALS = 18
-USDT_DECIMALS = 6
 #: keccak("Transfer(address,address,uint256)"): the topic of every ERC-20 transfer log.
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 #: How long a relay holds an unanswered broadcast at most (the test ends long before).
@@ -66,18 +65,7 @@ HOLD_SECONDS = 60.0
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def anvil() -> Iterator[Anvil]:
-    """A node for this module (tests/chains has its own); under CI a missing one fails."""
-    if not ANVIL_BINARY.exists():
-        where = ANVIL_BINARY.relative_to(REPO_ROOT)
-        message = f"anvil is not installed ({where}): run `npm ci --prefix tools`"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    node = Anvil(chain_id=1)
-    try:
-        yield node
-    finally:
-        node.stop()
+    yield from start_anvil()
 
 
 @pytest.fixture(scope="module")
@@ -114,16 +102,8 @@ def settings_overrides(anvil: Anvil, catalogue_file: Path) -> dict[str, Any]:
 
 @pytest.fixture
 async def watcher(context: Context) -> AsyncIterator[Watcher]:
-    """The eth watcher, caught up with the node (it starts near the tip)."""
-    network = context.catalogue.network("eth")
-    assert network is not None and network.confirmations == CONFIRMATIONS
-    adapter = build_adapter(network, context.catalogue, context.settings, context.db)
-    watcher = Watcher(context, network, adapter, owner="test")
-    try:
-        await follow(watcher)
-        yield watcher
-    finally:
-        await adapter.close()
+    async with eth_watcher(context, CONFIRMATIONS) as watching:
+        yield watching
 
 
 @pytest.fixture
@@ -151,25 +131,9 @@ def payout_worker(context: Context, hot_wallet: EvmPayoutSender) -> PayoutWorker
 
 
 # --------------------------------------------------------------------------- helpers
-def units(amount: str | Decimal, decimals: int) -> int:
-    """An amount in the chain's smallest unit, exactly (refusing any rounding)."""
-    scaled = Decimal(amount).scaleb(decimals)
-    assert scaled == scaled.to_integral_value(), f"{amount} has more than {decimals} decimals"
-    return int(scaled)
-
-
 def new_address() -> str:
     """An address nobody holds a key of: where payouts go, so it starts empty."""
     return to_checksum_address(os.urandom(20))
-
-
-async def follow(watcher: Watcher) -> None:
-    """Step until the watcher has nothing more to do."""
-    for _ in range(200):
-        result = await watcher.step()
-        if not (result.blocks or result.rolled_back):
-            return
-    raise AssertionError("the watcher never caught up")
 
 
 async def confirm(anvil: Anvil, watcher: Watcher) -> None:

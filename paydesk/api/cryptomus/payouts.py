@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic_core import to_json
 
 from paydesk.api.cryptomus.errors import CryptomusError, CryptomusRoute, ok
@@ -12,14 +10,20 @@ from paydesk.api.cryptomus.responses import (
     PayoutPageResult,
     PayoutResult,
     ServiceResult,
-    decode_cursor,
     page_result,
     payout_history_item,
     payout_result,
     payout_service_result,
     with_json_numbers,
 )
-from paydesk.api.cryptomus.router import PER_PAGE, context_of, endpoint_doc, signed_request
+from paydesk.api.cryptomus.router import (
+    PER_PAGE,
+    CursorParameter,
+    context_of,
+    endpoint_doc,
+    history_query,
+    signed_request,
+)
 from paydesk.api.cryptomus.schemas import (
     EmptyRequest,
     HistoryRequest,
@@ -27,7 +31,6 @@ from paydesk.api.cryptomus.schemas import (
     PayoutLookupRequest,
 )
 from paydesk.api.cryptomus.validation import validate
-from paydesk.invoices.schemas import HistoryFilter
 from paydesk.merchants.service import KeyKind
 from paydesk.payouts.models import Payout
 from paydesk.payouts.service import PayoutDraft
@@ -99,17 +102,10 @@ async def payout_info(request: Request) -> Response:
     description="Newest first, 15 per page. The next page is `?cursor=<nextCursor>`.",
     **endpoint_doc(HistoryRequest, PayoutPageResult, body_required=False),
 )
-async def payout_history(
-    request: Request,
-    cursor: Annotated[
-        str | None, Query(max_length=2048, description="`nextCursor` or `previousCursor`")
-    ] = None,
-) -> Response:
+async def payout_history(request: Request, cursor: CursorParameter = None) -> Response:
     context = context_of(request)
     signed = await signed_request(request, KeyKind.PAYOUT, read_only=True)
-    query = validate(HistoryRequest, signed.data)
-    position = decode_cursor(cursor or query.cursor)
-    filters = HistoryFilter(created_from=query.date_from, created_to=query.date_to)
+    position, filters = history_query(signed, cursor)
     async with context.db.reader() as session:
         page = await context.payouts.history(
             session, signed.merchant_id, filters, position, PER_PAGE

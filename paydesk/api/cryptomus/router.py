@@ -59,13 +59,13 @@ from paydesk.api.idempotent import has_idempotency_key, run_idempotent
 from paydesk.context import Context
 from paydesk.db import utcnow
 from paydesk.discounts import service as discounts
-from paydesk.invoices.schemas import HistoryFilter
 from paydesk.invoices.service import payment_uri_of
 from paydesk.invoices.service import snapshot as invoice_snapshot
 from paydesk.invoices.status import InvoiceStatus, is_final
 from paydesk.ledger.balances import CurrencyNotServed, Wallet
 from paydesk.merchants.service import KeyKind
 from paydesk.money import MONEY, fixed
+from paydesk.pagination import Cursor, HistoryFilter
 from paydesk.payouts.service import PayoutNotFound
 from paydesk.payouts.service import snapshot as payout_snapshot
 from paydesk.wallets.service import WalletNotFound
@@ -116,10 +116,22 @@ def endpoint_doc(model: type, result: Any, *, body_required: bool = True) -> dic
 
 router = APIRouter(route_class=CryptomusRoute, tags=["Cryptomus payments"])
 
+#: `?cursor=` of the history endpoints.
+CursorParameter = Annotated[
+    str | None, Query(max_length=2048, description="`nextCursor` or `previousCursor`")
+]
+
 
 def context_of(request: Request) -> Context:
     context: Context = request.app.state.context
     return context
+
+
+def history_query(signed: SignedRequest, cursor: str | None) -> tuple[Cursor | None, HistoryFilter]:
+    """A history request's page (the query's cursor, else the body's) and date bounds."""
+    query = validate(HistoryRequest, signed.data)
+    position = decode_cursor(cursor or query.cursor)
+    return position, HistoryFilter(created_from=query.date_from, created_to=query.date_to)
 
 
 async def signed_request(request: Request, key: KeyKind, *, read_only: bool) -> SignedRequest:
@@ -201,17 +213,10 @@ async def payment_qr(request: Request) -> Response:
     "(a `cursor` in the body is read too).",
     **endpoint_doc(HistoryRequest, PageResult[InvoiceResult], body_required=False),
 )
-async def invoice_history(
-    request: Request,
-    cursor: Annotated[
-        str | None, Query(max_length=2048, description="`nextCursor` or `previousCursor`")
-    ] = None,
-) -> Response:
+async def invoice_history(request: Request, cursor: CursorParameter = None) -> Response:
     context = context_of(request)
     signed = await signed_request(request, KeyKind.PAYMENT, read_only=True)
-    query = validate(HistoryRequest, signed.data)
-    position = decode_cursor(cursor or query.cursor)
-    filters = HistoryFilter(created_from=query.date_from, created_to=query.date_to)
+    position, filters = history_query(signed, cursor)
     async with context.db.transaction() as session:
         page = await context.invoices.history(
             session, signed.merchant_id, filters, position, PER_PAGE
