@@ -639,18 +639,11 @@ def payouts_hot_wallet() -> None:
     """Each network's hot wallet (where payouts are sent from) and its balances on chain,
     so the operator knows where to send funds."""
     from paydesk.chains.adapter import ChainUnavailable
-    from paydesk.chains.registry import WATCHED_FAMILIES, build_sender
+    from paydesk.payouts.worker import hot_wallets
 
     async def work(context: Context) -> list[tuple[str, str, str, str]]:
-        async with context.db.transaction() as session:
-            await context.addresses.keys.load(session)
         rows = []
-        for network in context.catalogue.networks:
-            if network.family not in WATCHED_FAMILIES:
-                continue
-            sender = build_sender(
-                network, context.catalogue, context.settings, context.db, context.addresses.keys
-            )
+        for network, sender in await hot_wallets(context):
             try:
                 for service in context.catalogue.services:
                     if service.network != network.code:

@@ -363,25 +363,37 @@ async def run_payout_worker(worker: PayoutWorker, stop: asyncio.Event, poll_seco
     await worker.release()
 
 
-async def payouts_loop(context: Context, stop: asyncio.Event) -> None:
-    """One payout worker per enabled network that has an adapter."""
+async def hot_wallets(context: Context) -> list[tuple[Network, PayoutSender]]:
+    """Every enabled network that payouts can be sent on, with its hot wallet (the caller
+    closes them)."""
     async with context.db.transaction() as session:
         await context.addresses.keys.load(session)
-    workers = []
-    for network in context.catalogue.networks:
-        if network.family not in WATCHED_FAMILIES:
-            continue
-        sender = build_sender(
-            network, context.catalogue, context.settings, context.db, context.addresses.keys
+    return [
+        (
+            network,
+            build_sender(
+                network, context.catalogue, context.settings, context.db, context.addresses.keys
+            ),
         )
-        workers.append(PayoutWorker(context, network, sender))
+        for network in context.catalogue.networks
+        if network.family in WATCHED_FAMILIES
+    ]
+
+
+async def payouts_loop(context: Context, stop: asyncio.Event) -> None:
+    """One payout worker per network payouts can be sent on."""
+    wallets = await hot_wallets(context)
     try:
         await asyncio.gather(
             *(
-                run_payout_worker(worker, stop, context.settings.payout_poll_seconds)
-                for worker in workers
+                run_payout_worker(
+                    PayoutWorker(context, network, sender),
+                    stop,
+                    context.settings.payout_poll_seconds,
+                )
+                for network, sender in wallets
             )
         )
     finally:
-        for worker in workers:
-            await worker.sender.close()
+        for _, sender in wallets:
+            await sender.close()
