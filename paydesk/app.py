@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from paydesk import __version__, migrations
 from paydesk.api import openapi
 from paydesk.api.cryptomus.payouts import router as payouts_router
+from paydesk.api.moneroo.methods import router as moneroo_methods_router
+from paydesk.api.moneroo.payments import router as moneroo_payments_router
 from paydesk.api.cryptomus.router import router as cryptomus_router
 from paydesk.api.cryptomus.static_wallets import router as wallets_router
 from paydesk.api.cryptomus.testmode import router as testmode_router
@@ -116,6 +118,8 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
     app.include_router(cryptomus_router)
     app.include_router(wallets_router)
     app.include_router(payouts_router)
+    app.include_router(moneroo_payments_router)
+    app.include_router(moneroo_methods_router)
     app.include_router(testmode_router)
     app.include_router(paypage_router)
     app.mount(STATIC_PATH, static_files(), name="static")

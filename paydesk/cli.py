@@ -244,6 +244,47 @@ def merchant_list() -> None:
     console.print(table)
 
 
+@merchant_app.command("keys")
+def merchant_keys(
+    merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Every key of a merchant, in both dialects: the Cryptomus payment and payout keys,
+    the Moneroo sandbox and live secret keys, the Moneroo webhook secret."""
+    from paydesk.merchants.models import Merchant
+    from paydesk.merchants.moneroo_keys import ensure_keys
+
+    merchant_id = _merchant_id(merchant)
+
+    async def work(context: Context) -> dict[str, str]:
+        async with context.db.transaction() as session:
+            row = await session.get(Merchant, merchant_id, with_for_update=True)
+            if row is None:
+                raise MerchantError(f"no merchant {merchant_id}")
+            moneroo = await ensure_keys(session, context.vault, row)
+            return {
+                "merchant": str(merchant_id),
+                "payment_key": context.vault.decrypt(row.payment_key_encrypted),
+                "payout_key": context.vault.decrypt(row.payout_key_encrypted),
+                "moneroo_test_secret_key": moneroo.sandbox_secret_key,
+                "moneroo_live_secret_key": moneroo.live_secret_key,
+                "moneroo_webhook_secret": moneroo.webhook_secret,
+            }
+
+    try:
+        keys = _with_context(work)
+    except MerchantError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(keys))
+        return
+    table = Table("key", "value")
+    for name, value in keys.items():
+        table.add_row(name, value)
+    console.print(table)
+
+
 @merchant_app.command("rotate-key")
 def merchant_rotate_key(
     merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],

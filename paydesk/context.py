@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from paydesk.catalogue.service import Catalogue, load_catalogue
 from paydesk.chains.devnet import Devnet
+from paydesk.checkout.methods import load_method_catalogue
+from paydesk.checkout.service import CheckoutService
 from paydesk.chains.registry import check_watchable
 from paydesk.chains.service import AddressBook, build_address_book
 from paydesk.config import Settings
@@ -15,6 +17,7 @@ from paydesk.deposits.service import DepositService
 from paydesk.discounts.service import DiscountBook
 from paydesk.invoices.service import InvoiceService
 from paydesk.ledger.balances import Balances
+from paydesk.merchants.moneroo_keys import MonerooKeyCache
 from paydesk.merchants.service import CredentialsCache
 from paydesk.payouts.service import PayoutService
 from paydesk.paypage.service import PaymentPages
@@ -40,6 +43,10 @@ class Context:
     balances: Balances
     payouts: PayoutService
     wallets: WalletService
+    #: Hosted-checkout payments (the Moneroo dialect) and its method catalogue.
+    checkout: CheckoutService
+    #: Moneroo secret key → merchant and mode.
+    moneroo_keys: MonerooKeyCache
     #: The built-in test chain (present even when the devnet network is switched off, so
     #: the CLI can say so instead of failing obscurely).
     devnet: Devnet
@@ -87,6 +94,8 @@ def build_context(settings: Settings) -> Context:
         balances=Balances(catalogue),
         payouts=payouts,
         wallets=wallets,
+        checkout=CheckoutService(load_method_catalogue()),
+        moneroo_keys=MonerooKeyCache(db, settings.auth_cache_seconds),
         devnet=Devnet(catalogue),
         sender=build_sender(settings),
         payment_pages=PaymentPages(

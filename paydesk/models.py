@@ -10,6 +10,7 @@ from paydesk.chains.models import (
     MasterSeed,
     MerchantXpub,
 )
+from paydesk.checkout.models import CheckoutCustomer, CheckoutPayment
 from paydesk.deposits.models import Deposit
 from paydesk.discounts.models import PaymentDiscount
 from paydesk.idempotency.models import IdempotencyRecord
@@ -26,6 +27,8 @@ __all__ = [
     "AddressCounter",
     "ChainBlock",
     "ChainCursor",
+    "CheckoutCustomer",
+    "CheckoutPayment",
     "Deposit",
     "DepositAddress",
     "DevnetBlock",

@@ -37,5 +37,12 @@ class Merchant(Base):
     payout_allowlist: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     #: No payouts before this time (set when the payout key is replaced).
     payouts_held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Moneroo-dialect secret keys (paydesk.merchants.moneroo_keys): encrypted, and found by
+    # their SHA-256 digest.
+    moneroo_sandbox_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    moneroo_sandbox_key_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    moneroo_live_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    moneroo_live_key_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    moneroo_webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.db import Database, utcnow
 from paydesk.merchants.models import Merchant, User
+from paydesk.merchants.moneroo_keys import ensure_keys
 from paydesk.vault import Vault
 
 
@@ -108,6 +109,7 @@ async def create_merchant(
     )
     session.add(merchant)
     await session.flush()
+    await ensure_keys(session, vault, merchant)
     return IssuedMerchant(merchant.id, payment_key, payout_key)
 
 

@@ -14,7 +14,6 @@ from paydesk.api.cryptomus.responses import (
     payout_history_item,
     payout_result,
     payout_service_result,
-    with_json_numbers,
 )
 from paydesk.api.cryptomus.router import (
     PER_PAGE,
@@ -31,6 +30,7 @@ from paydesk.api.cryptomus.schemas import (
     PayoutLookupRequest,
 )
 from paydesk.api.cryptomus.validation import validate
+from paydesk.api.numbers import with_json_numbers
 from paydesk.merchants.service import KeyKind
 from paydesk.payouts.models import Payout
 from paydesk.payouts.service import PayoutDraft

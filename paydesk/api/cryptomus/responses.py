@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
@@ -17,11 +16,12 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from paydesk.api.cryptomus.schemas import CRYPTOMUS_ZONE
+from paydesk.api.numbers import json_number
 from paydesk.catalogue.models import Service
 from paydesk.catalogue.service import Catalogue
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.status import InvoiceStatus, is_final
-from paydesk.money import fixed, fixed_at_least, plain
+from paydesk.money import fixed, fixed_at_least
 from paydesk.pagination import Cursor, Page
 from paydesk.payouts.models import Payout
 from paydesk.payouts.service import DONE, FINAL_STATUSES, SENT
@@ -149,21 +149,6 @@ class WalletBlockResult(_Out):
 class WalletRefundResult(_Out):
     commission: str
     amount: str
-
-
-#: Marks a field to be written as a JSON number (see `with_json_numbers`).
-_NUMBER_MARK = "\u2063#"
-_MARKED = re.compile(rb'"\xe2\x81\xa3#(-?[0-9]+(?:\.[0-9]+)?)"')
-
-
-def json_number(value: Decimal) -> Any:
-    """A decimal the response must show as a JSON *number* (the spec's payout examples
-    do, and typed clients decode them as numbers), written from its exact text."""
-    return _NUMBER_MARK + plain(value)
-
-
-def with_json_numbers(body: bytes) -> bytes:
-    return _MARKED.sub(rb"\1", body)
 
 
 class PayoutResult(_Out):
