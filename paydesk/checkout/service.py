@@ -16,6 +16,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paydesk.checkout import events
 from paydesk.checkout.methods import MethodCatalogue
 from paydesk.checkout.models import INITIATED, SUCCESS, CheckoutCustomer, CheckoutPayment
 from paydesk.db import dialect_insert, utcnow
@@ -114,6 +115,7 @@ class CheckoutService:
         )
         session.add(payment)
         await session.flush()
+        await events.announce(session, payment, customer)
         return FoundPayment(payment, customer)
 
     async def _customer(
@@ -125,13 +127,17 @@ class CheckoutService:
         key = {"merchant_id": merchant_id, "environment": environment, "email": draft.email}
         await session.execute(
             dialect_insert(session, CheckoutCustomer)
-            .values(**key, public_id=public_id(), first_name=draft.first_name,
-                    last_name=draft.last_name, created_at=now, updated_at=now)  # fmt: skip
+            .values(
+                **key,
+                public_id=public_id(),
+                first_name=draft.first_name,
+                last_name=draft.last_name,
+                created_at=now,
+                updated_at=now,
+            )
             .on_conflict_do_nothing(index_elements=list(key))
         )
-        customer = await session.scalar(
-            select(CheckoutCustomer).filter_by(**key).with_for_update()
-        )
+        customer = await session.scalar(select(CheckoutCustomer).filter_by(**key).with_for_update())
         assert customer is not None
         customer.first_name, customer.last_name = draft.first_name, draft.last_name
         for name in ("phone", "address", "city", "state", "country_code", "zip_code"):
