@@ -17,11 +17,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from paydesk import __version__, migrations
 from paydesk.api import openapi
 from paydesk.api.cryptomus.payouts import router as payouts_router
-from paydesk.api.moneroo.methods import router as moneroo_methods_router
-from paydesk.api.moneroo.payments import router as moneroo_payments_router
 from paydesk.api.cryptomus.router import router as cryptomus_router
 from paydesk.api.cryptomus.static_wallets import router as wallets_router
 from paydesk.api.cryptomus.testmode import router as testmode_router
+from paydesk.api.moneroo.methods import router as moneroo_methods_router
+from paydesk.api.moneroo.payments import router as moneroo_payments_router
+from paydesk.checkout.router import router as checkout_router
 from paydesk.config import Settings
 from paydesk.context import Context, build_context
 from paydesk.logs import configure_logging
@@ -122,6 +123,7 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
     app.include_router(moneroo_methods_router)
     app.include_router(testmode_router)
     app.include_router(paypage_router)
+    app.include_router(checkout_router)
     app.mount(STATIC_PATH, static_files(), name="static")
     app.state.pages = Pages()
 

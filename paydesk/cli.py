@@ -577,6 +577,152 @@ def webhooks_retry(
     console.print(f"queued as delivery {new_id}")
 
 
+def _endpoint_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        errors.print(f"[red]error:[/red] not a webhook endpoint id: {text}")
+        raise typer.Exit(1) from None
+
+
+def _moneroo_endpoint_work(work: Callable[[Context], Awaitable[T]]) -> T:
+    """Run `work`, turning the endpoint service's refusals into a one-line error."""
+    from rich.markup import escape
+
+    from paydesk.checkout.webhook_endpoints import EndpointError
+
+    try:
+        return _with_context(work)
+    except (EndpointError, LookupError) as exc:
+        errors.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
+@webhooks_app.command("moneroo-add")
+def webhooks_moneroo_add(
+    merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],
+    url: Annotated[str, typer.Argument(help="Where events are POSTed (http or https).")],
+    environment: Annotated[
+        str, typer.Option(help="sandbox or live: which payments' events it receives.")
+    ] = "sandbox",
+    secret: Annotated[
+        str | None,
+        typer.Option(help="Signing secret; default: the merchant's Moneroo webhook secret."),
+    ] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Register a Moneroo webhook (at most 15 per merchant and environment)."""
+    from paydesk.checkout import webhook_endpoints
+
+    merchant_id = _merchant_id(merchant)
+
+    async def work(context: Context) -> webhook_endpoints.Endpoint:
+        async with context.db.transaction() as session:
+            return await webhook_endpoints.add(
+                session,
+                context.vault,
+                merchant_id,
+                url,
+                environment=environment,
+                secret=secret,
+                enabled=not disabled,
+            )
+
+    endpoint = _moneroo_endpoint_work(work)
+    if as_json:
+        typer.echo(json.dumps(endpoint.as_json(with_secret=True)))
+        return
+    # Plain output: a URL or a secret may hold what rich would take for markup.
+    typer.echo(f"webhook {endpoint.id} ({endpoint.environment}) -> {endpoint.url}")
+    typer.echo(f"X-Moneroo-Signature secret: {endpoint.secret}")
+
+
+@webhooks_app.command("moneroo-list")
+def webhooks_moneroo_list(
+    merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],
+    environment: Annotated[str | None, typer.Option(help="Only sandbox or only live.")] = None,
+    secrets_: Annotated[
+        bool, typer.Option("--secrets", help="Show each endpoint's signing secret.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List a merchant's Moneroo webhooks."""
+    from rich.markup import escape
+
+    from paydesk.checkout import webhook_endpoints
+
+    merchant_id = _merchant_id(merchant)
+
+    async def work(context: Context) -> list[webhook_endpoints.Endpoint]:
+        async with context.db.reader() as session:
+            return await webhook_endpoints.list_endpoints(
+                session, context.vault, merchant_id, environment
+            )
+
+    endpoints = _moneroo_endpoint_work(work)
+    if as_json:
+        for endpoint in endpoints:
+            typer.echo(json.dumps(endpoint.as_json(with_secret=secrets_)))
+        return
+    table = Table("id", "environment", "enabled", "url", "created")
+    if secrets_:
+        table.add_column("secret")
+    for endpoint in endpoints:
+        state = "[green]yes[/green]" if endpoint.enabled else "[red]no[/red]"
+        row = [str(endpoint.id), endpoint.environment, state, escape(endpoint.url),
+               endpoint.created_at.strftime("%Y-%m-%d %H:%M:%S")]  # fmt: skip
+        table.add_row(*row, *([escape(endpoint.secret)] if secrets_ else []))
+    console.print(table)
+
+
+def _set_moneroo_endpoint(endpoint: str, enabled: bool) -> None:
+    from paydesk.checkout import webhook_endpoints
+
+    endpoint_id = _endpoint_id(endpoint)
+
+    async def work(context: Context) -> webhook_endpoints.Endpoint:
+        async with context.db.transaction() as session:
+            return await webhook_endpoints.set_enabled(session, context.vault, endpoint_id, enabled)
+
+    changed = _moneroo_endpoint_work(work)
+    state = "[green]enabled[/green]" if changed.enabled else "[red]disabled[/red]"
+    console.print(f"webhook {changed.id} {state}")
+
+
+@webhooks_app.command("moneroo-enable")
+def webhooks_moneroo_enable(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint id (from `moneroo-list`).")],
+) -> None:
+    """Enable a Moneroo webhook: it receives new events again."""
+    _set_moneroo_endpoint(endpoint, True)
+
+
+@webhooks_app.command("moneroo-disable")
+def webhooks_moneroo_disable(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint id (from `moneroo-list`).")],
+) -> None:
+    """Disable a Moneroo webhook: no new events, and queued ones wait (failing) for it."""
+    _set_moneroo_endpoint(endpoint, False)
+
+
+@webhooks_app.command("moneroo-remove")
+def webhooks_moneroo_remove(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint id (from `moneroo-list`).")],
+) -> None:
+    """Delete a Moneroo webhook; its deliveries still pending are marked dead."""
+    from paydesk.checkout import webhook_endpoints
+
+    endpoint_id = _endpoint_id(endpoint)
+
+    async def work(context: Context) -> int:
+        async with context.db.transaction() as session:
+            return await webhook_endpoints.delete(session, endpoint_id)
+
+    abandoned = _moneroo_endpoint_work(work)
+    console.print(f"webhook {endpoint_id} removed ({abandoned} pending deliveries abandoned)")
+
+
 # --------------------------------------------------------------------------- payouts
 @payouts_app.command("list")
 def payouts_list(

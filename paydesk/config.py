@@ -177,8 +177,56 @@ class Settings(BaseSettings):
         description="Payouts are refused this long after a merchant's payout key is "
         "replaced (a stolen session cannot rotate the key and withdraw at once).",
     )
+    checkout_abandon_minutes: float = Field(
+        default=10.0,
+        gt=0,
+        description="A hosted-checkout payment nobody started paying within this time is "
+        "cancelled.",
+    )
     payout_poll_seconds: float = Field(
         default=2.0, gt=0, description="How often the payout worker looks for work."
+    )
+    mpesa_base_url: str = Field(
+        default="https://sandbox.safaricom.co.ke",
+        description="Safaricom Daraja host for M-Pesa Express (STK push): the sandbox, or "
+        "https://api.safaricom.co.ke to collect real money.",
+    )
+    mpesa_environment: str | None = Field(
+        default=None,
+        pattern="^(sandbox|live)$",
+        description="Which payments mpesa_ke collects: sandbox-key or live-key ones. "
+        "Default: sandbox on Safaricom's sandbox host, live otherwise, so a test payment "
+        "never moves real money.",
+    )
+    mpesa_consumer_key: SecretStr | None = Field(
+        default=None, description="Consumer key of the Daraja app (M-Pesa is off without it)."
+    )
+    mpesa_consumer_secret: SecretStr | None = Field(
+        default=None, description="Consumer secret of the Daraja app."
+    )
+    mpesa_shortcode: str | None = Field(
+        default=None,
+        description="Business Short Code the STK push collects for (the paybill, or the store "
+        "number of a till).",
+    )
+    mpesa_passkey: SecretStr | None = Field(
+        default=None, description="Lipa Na M-Pesa Online passkey of the short code."
+    )
+    mpesa_transaction_type: str = Field(
+        default="CustomerPayBillOnline",
+        pattern="^(CustomerPayBillOnline|CustomerBuyGoodsOnline)$",
+        description="CustomerPayBillOnline (paybill) or CustomerBuyGoodsOnline (till).",
+    )
+    mpesa_party_b: str | None = Field(
+        default=None,
+        description="Who receives the money: the till number for CustomerBuyGoodsOnline "
+        "(default: the short code).",
+    )
+    mpesa_timeout_seconds: float = Field(default=20.0, gt=0)
+    mpesa_verify_callbacks: bool = Field(
+        default=True,
+        description="Confirm every M-Pesa callback with an STK Push Query before believing "
+        "it: Daraja does not sign its callbacks.",
     )
     embedded_worker: bool | None = Field(
         default=None,

@@ -4,13 +4,16 @@ the workers and the CLI."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from paydesk.catalogue.service import Catalogue, load_catalogue
 from paydesk.chains.devnet import Devnet
-from paydesk.checkout.methods import load_method_catalogue
-from paydesk.checkout.service import CheckoutService
 from paydesk.chains.registry import check_watchable
 from paydesk.chains.service import AddressBook, build_address_book
+from paydesk.checkout.connectors import SandboxConnector
+from paydesk.checkout.methods import load_method_catalogue
+from paydesk.checkout.mpesa import MpesaConnector
+from paydesk.checkout.service import CheckoutService
 from paydesk.config import Settings
 from paydesk.db import Database
 from paydesk.deposits.service import DepositService
@@ -80,6 +83,14 @@ def build_context(settings: Settings) -> Context:
     invoices = InvoiceService(catalogue, rates, addresses, discounts)
     payouts = PayoutService(catalogue, rates, approval_usd=settings.payout_approval_usd)
     wallets = WalletService(catalogue, rates, addresses, payouts)
+    checkout = CheckoutService(
+        load_method_catalogue(),
+        [SandboxConnector(), MpesaConnector(settings)],
+        invoices=invoices,
+        base_url=settings.base_url,
+        abandon_after=timedelta(minutes=settings.checkout_abandon_minutes),
+    )
+    invoices.listeners.append(checkout.invoice_changed)
     return Context(
         settings=settings,
         db=db,
@@ -94,7 +105,7 @@ def build_context(settings: Settings) -> Context:
         balances=Balances(catalogue),
         payouts=payouts,
         wallets=wallets,
-        checkout=CheckoutService(load_method_catalogue()),
+        checkout=checkout,
         moneroo_keys=MonerooKeyCache(db, settings.auth_cache_seconds),
         devnet=Devnet(catalogue),
         sender=build_sender(settings),

@@ -11,6 +11,7 @@ from paydesk.chains.models import (
     MerchantXpub,
 )
 from paydesk.checkout.models import CheckoutCustomer, CheckoutPayment
+from paydesk.checkout.webhook_endpoints import MonerooWebhookEndpoint
 from paydesk.deposits.models import Deposit
 from paydesk.discounts.models import PaymentDiscount
 from paydesk.idempotency.models import IdempotencyRecord
@@ -39,6 +40,7 @@ __all__ = [
     "MasterSeed",
     "Merchant",
     "MerchantXpub",
+    "MonerooWebhookEndpoint",
     "PaymentDiscount",
     "Payout",
     "PayoutAddress",

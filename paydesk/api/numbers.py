@@ -9,14 +9,17 @@ turned into the bare number in the serialized bytes.
 from __future__ import annotations
 
 import re
+import secrets
 from decimal import Decimal
 from typing import Any
 
 from paydesk.money import plain
 
-#: U+2063 (invisible separator) and "#": no text a client sends reaches a marked field.
-_NUMBER_MARK = "\u2063#"
-_MARKED = re.compile(rb'"\xe2\x81\xa3#(-?[0-9]+(?:\.[0-9]+)?)"')
+#: A mark no client can write: U+2063 (invisible separator) and a secret drawn when the
+#: process starts. Text a client sent that happens to look like a marked number stays text.
+_NONCE = secrets.token_hex(12)
+_NUMBER_MARK = f"\u2063{_NONCE}#"
+_MARKED = re.compile(rb'"\xe2\x81\xa3' + _NONCE.encode() + rb'#(-?[0-9]+(?:\.[0-9]+)?)"')
 
 
 def json_number(value: Decimal) -> Any:

@@ -10,16 +10,34 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.checkout import events
-from paydesk.checkout.methods import MethodCatalogue
-from paydesk.checkout.models import INITIATED, SUCCESS, CheckoutCustomer, CheckoutPayment
+from paydesk.checkout.connectors import Attempt, AttemptResult, Connector, Outcome
+from paydesk.checkout.methods import Method, MethodCatalogue
+from paydesk.checkout.models import (
+    CANCELLED,
+    FAILED,
+    FINAL,
+    INITIATED,
+    PENDING,
+    SUCCESS,
+    CheckoutCustomer,
+    CheckoutPayment,
+)
 from paydesk.db import dialect_insert, utcnow
+from paydesk.invoices.models import Invoice
+from paydesk.invoices.schemas import InvoiceDraft
+from paydesk.invoices.service import InvoiceService
+from paydesk.invoices.status import InvoiceStatus
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -43,6 +61,26 @@ class NoMethodAvailable(CheckoutError):
 
 class NotPaid(CheckoutError):
     """Marking as processed a payment that did not succeed."""
+
+
+class NotPayable(CheckoutError):
+    """The payment is being paid already, or is over."""
+
+
+class MethodNotOffered(CheckoutError):
+    """A method this payment's checkout does not offer."""
+
+
+class PhoneRequired(CheckoutError):
+    """The method needs the payer's phone number."""
+
+
+class PhoneNotAllowed(CheckoutError):
+    """The payment may only be paid from another phone (`restricted_phone`)."""
+
+
+class NoConnector(CheckoutError):
+    """Nothing can collect this method here (a processor not configured)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +118,20 @@ class FoundPayment:
 
 
 class CheckoutService:
-    def __init__(self, methods: MethodCatalogue) -> None:
+    def __init__(
+        self,
+        methods: MethodCatalogue,
+        connectors: Sequence[Connector] = (),
+        *,
+        invoices: InvoiceService | None = None,
+        base_url: str = "",
+        abandon_after: timedelta = timedelta(minutes=10),
+    ) -> None:
         self.methods = methods
+        self.connectors = list(connectors)
+        self.invoices = invoices
+        self.base_url = base_url
+        self.abandon_after = abandon_after
 
     async def initialize(
         self, session: AsyncSession, merchant_id: uuid.UUID, environment: str, draft: PaymentDraft
@@ -181,3 +231,273 @@ class CheckoutService:
             payment.processed_at = payment.updated_at = utcnow()
             await session.flush()
         return found
+
+    # ---------------------------------------------------------------- paying
+    def connector_for(self, method: Method, environment: str) -> Connector | None:
+        return next((c for c in self.connectors if c.handles(method, environment)), None)
+
+    def payable_methods(self, payment: CheckoutPayment) -> list[Method]:
+        """The payment's methods that something here can collect (crypto through an
+        invoice, the rest through their connector)."""
+        usable = []
+        for code in payment.methods:
+            method = self.methods.payment_method(code)
+            if method is None:
+                continue
+            if method.kind == "crypto" or self.connector_for(method, payment.environment):
+                usable.append(method)
+        return usable
+
+    async def find_public(self, session: AsyncSession, payment_id: str) -> FoundPayment:
+        """A payment by its id alone: the checkout page is opened without any key."""
+        row = (
+            await session.execute(
+                select(CheckoutPayment, CheckoutCustomer)
+                .join(CheckoutCustomer, CheckoutCustomer.id == CheckoutPayment.customer_id)
+                .where(CheckoutPayment.public_id == payment_id)
+            )
+        ).first()
+        if row is None:
+            raise PaymentNotFound(payment_id)
+        return FoundPayment(row[0], row[1])
+
+    async def begin_attempt(
+        self,
+        session: AsyncSession,
+        payment_id: str,
+        method_code: str,
+        phone: str | None,
+        context: dict[str, Any] | None = None,
+    ) -> tuple[FoundPayment, Attempt | None]:
+        """Start paying: the payment becomes `pending` with the chosen method, in the
+        caller's transaction. Returns the attempt to hand to the method's connector, or
+        None for crypto, which opened an invoice instead."""
+        found = await self._locked(session, payment_id)
+        payment = found.payment
+        if payment.status != INITIATED:
+            raise NotPayable(payment_id)
+        method = self.methods.payment_method(method_code)
+        if method is None or method.short_code not in payment.methods:
+            raise MethodNotOffered(method_code)
+        needs_phone = any(field.name == "msisdn" for field in method.fields)
+        if payment.restricted_phone is not None:
+            if phone is not None and phone != payment.restricted_phone:
+                raise PhoneNotAllowed(payment_id)
+            phone = payment.restricted_phone
+        if needs_phone and not phone:
+            raise PhoneRequired(method.short_code)
+        connector = None
+        if method.kind != "crypto":
+            connector = self.connector_for(method, payment.environment)
+            if connector is None:
+                raise NoConnector(method.short_code)
+        now = utcnow()
+        payment.status = PENDING
+        payment.method = method.short_code
+        payment.capture_id = uuid.uuid4()
+        payment.phone_number = phone if needs_phone else None
+        payment.context = context
+        payment.updated_at = now
+        if phone and found.customer.phone is None and needs_phone:
+            found.customer.phone = phone
+        if method.kind == "crypto":
+            await self._open_invoice(session, payment)
+            await session.flush()
+            return found, None
+        await session.flush()
+        attempt = Attempt(
+            payment_id=payment.public_id,
+            environment=payment.environment,
+            method=method,
+            amount=payment.amount,
+            currency=payment.currency,
+            description=payment.description,
+            phone=phone,
+            callback_url=f"{self.base_url}/moneroo/callbacks/{connector.short_code}"
+            if connector
+            else "",
+        )
+        return found, attempt
+
+    async def undo_attempt(
+        self, session: AsyncSession, payment_id: str, capture_id: uuid.UUID
+    ) -> FoundPayment:
+        """The connector could not be reached: the payer may try again."""
+        found = await self._locked(session, payment_id)
+        payment = found.payment
+        if payment.status == PENDING and payment.capture_id == capture_id:
+            payment.status = INITIATED
+            payment.method = payment.capture_id = payment.phone_number = None
+            payment.updated_at = utcnow()
+            await session.flush()
+        return found
+
+    async def apply(
+        self,
+        session: AsyncSession,
+        payment_id: str,
+        result: AttemptResult,
+        *,
+        capture_id: uuid.UUID | None = None,
+    ) -> FoundPayment:
+        """Bring a pending payment to what its processor says, announcing a final status
+        (and nothing for a payment already final, or attempted again meanwhile)."""
+        found = await self._locked(session, payment_id)
+        payment = found.payment
+        if payment.status != PENDING:
+            return found
+        if capture_id is not None and payment.capture_id != capture_id:
+            return found
+        payment.gateway_transaction_id = result.gateway_transaction_id
+        payment.gateway_status = result.gateway_status
+        payment.failure_message = result.failure_message
+        payment.failure_error_code = result.failure_error_code
+        payment.failure_error_type = result.failure_error_type
+        if result.outcome != "pending":
+            payment.status = SUCCESS if result.outcome == "success" else FAILED
+        payment.updated_at = utcnow()
+        await session.flush()
+        await events.announce(session, payment, found.customer)
+        return found
+
+    async def by_gateway_transaction(
+        self, session: AsyncSession, gateway_transaction_id: str
+    ) -> str | None:
+        """The payment a processor's transaction id belongs to."""
+        return await session.scalar(
+            select(CheckoutPayment.public_id).where(
+                CheckoutPayment.gateway_transaction_id == gateway_transaction_id
+            )
+        )
+
+    async def cancel(self, session: AsyncSession, payment_id: str) -> FoundPayment:
+        """The payer gives up (or the checkout was abandoned): `cancelled`, announced.
+        Only before paying started: a payment under way (a push on the payer's phone, an
+        open crypto invoice) may still arrive, so it ends the way its processor says."""
+        found = await self._locked(session, payment_id)
+        payment = found.payment
+        if payment.status != INITIATED:
+            return found
+        payment.status = CANCELLED
+        payment.updated_at = utcnow()
+        await session.flush()
+        await events.announce(session, payment, found.customer)
+        return found
+
+    async def cancel_abandoned(self, session: AsyncSession, now: datetime, limit: int = 200) -> int:
+        """Payments nobody started paying within the abandonment time become `cancelled`."""
+        stale = await session.scalars(
+            select(CheckoutPayment.public_id)
+            .where(
+                CheckoutPayment.status == INITIATED,
+                CheckoutPayment.initiated_at <= now - self.abandon_after,
+            )
+            .order_by(CheckoutPayment.id)
+            .limit(limit)
+        )
+        cancelled = 0
+        for payment_id in list(stale):
+            found = await self.cancel(session, payment_id)
+            cancelled += found.payment.status == CANCELLED
+        return cancelled
+
+    def return_url(self, payment: CheckoutPayment) -> str:
+        """The shop's `return_url` with the outcome set in its query (added or replaced;
+        the shop's own parameters and fragment kept), under both names clients read."""
+        parts = urlsplit(payment.return_url)
+        ours = {
+            "paymentId": payment.public_id,
+            "paymentStatus": payment.status,
+            "monerooPaymentId": payment.public_id,
+            "monerooPaymentStatus": payment.status,
+        }
+        kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
+        query = urlencode([*kept, *ours.items()])
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+    async def send_back(self, session: AsyncSession, payment_id: str) -> str | None:
+        """Where to send the payer once the payment is over (None while it is not), kept on
+        the payment as the spec shows it."""
+        found = await self._locked(session, payment_id)
+        payment = found.payment
+        if payment.invoice_id is not None and payment.status == PENDING:
+            await self._follow_invoice(session, found)
+        if payment.status not in FINAL:
+            return None
+        url = self.return_url(payment)
+        if payment.return_url != url:
+            payment.return_url = url
+            await session.flush()
+        return url
+
+    async def _locked(self, session: AsyncSession, payment_id: str) -> FoundPayment:
+        row = (
+            await session.execute(
+                select(CheckoutPayment, CheckoutCustomer)
+                .join(CheckoutCustomer, CheckoutCustomer.id == CheckoutPayment.customer_id)
+                .where(CheckoutPayment.public_id == payment_id)
+                .with_for_update(of=CheckoutPayment)
+            )
+        ).first()
+        if row is None:
+            raise PaymentNotFound(payment_id)
+        return FoundPayment(row[0], row[1])
+
+    # ---------------------------------------------------------------- crypto
+    async def _open_invoice(self, session: AsyncSession, payment: CheckoutPayment) -> None:
+        """A crypto method pays through a Paydesk invoice for the same amount: the payer
+        picks coin and network on its payment page, which sends them back here."""
+        assert self.invoices is not None
+        back = f"{self.base_url}/moneroo/checkout/{payment.public_id}/return"
+        draft = InvoiceDraft(
+            amount=payment.amount,
+            currency=payment.currency,
+            order_id=f"moneroo-{payment.public_id}",
+            url_success=back,
+            url_return=back,
+            additional_data=payment.description[:255] or None,
+        )
+        created = await self.invoices.create(session, payment.merchant_id, draft)
+        payment.invoice_id = created.invoice.id
+
+    async def invoice_changed(self, session: AsyncSession, invoice: Invoice) -> None:
+        """The invoice behind a crypto payment changed status: follow it (in the
+        transaction that changed it, so the payment's event commits with it)."""
+        payment_id = await session.scalar(
+            select(CheckoutPayment.public_id).where(CheckoutPayment.invoice_id == invoice.id)
+        )
+        if payment_id is not None:
+            await self._follow_invoice(session, await self._locked(session, payment_id), invoice)
+
+    async def _follow_invoice(
+        self, session: AsyncSession, found: FoundPayment, invoice: Invoice | None = None
+    ) -> None:
+        payment = found.payment
+        if payment.status != PENDING or payment.invoice_id is None:
+            return
+        invoice = invoice or await session.get_one(Invoice, payment.invoice_id)
+        outcome = INVOICE_OUTCOMES.get(invoice.status)
+        if outcome is None:
+            return
+        await self.apply(
+            session,
+            payment.public_id,
+            AttemptResult(
+                outcome,
+                gateway_transaction_id=str(invoice.uuid),
+                gateway_status=invoice.status,
+                failure_message=None if outcome == "success" else INVOICE_FAILURES.get(outcome),
+            ),
+        )
+
+
+#: What an invoice's final status means for the crypto payment it pays.
+INVOICE_OUTCOMES: dict[str, Outcome] = {
+    InvoiceStatus.PAID.value: "success",
+    InvoiceStatus.PAID_OVER.value: "success",
+    InvoiceStatus.WRONG_AMOUNT.value: "failed",
+    InvoiceStatus.CANCEL.value: "failed",
+    InvoiceStatus.FAIL.value: "failed",
+    InvoiceStatus.SYSTEM_FAIL.value: "failed",
+}
+INVOICE_FAILURES = {"failed": "The crypto payment did not arrive in full before the invoice ended."}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -136,6 +137,9 @@ class InvoiceService:
         self.rates = rates
         self.addresses = addresses
         self.discounts = discounts
+        #: Called with every status change, in its transaction (a checkout payment paid
+        #: through an invoice follows it).
+        self.listeners: list[Callable[[AsyncSession, Invoice], Awaitable[None]]] = []
 
     # ---------------------------------------------------------------- create
     async def create(
@@ -525,6 +529,8 @@ class InvoiceService:
             url=invoice.url_callback,
             payload=snapshot(invoice, usd),
         )
+        for listener in self.listeners:
+            await listener(session, invoice)
 
     async def expire_due(self, session: AsyncSession, now: datetime, limit: int = 500) -> int:
         """Expire invoices whose lifetime ended; safe to run on several workers at once."""

@@ -10,10 +10,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from paydesk.chains.devnet import DevnetError
 from paydesk.context import Context
@@ -29,13 +29,12 @@ from paydesk.paypage.live import LiveStatus
 from paydesk.paypage.presenting import present, present_wallet
 from paydesk.paypage.service import PageState, PaymentView
 from paydesk.wallets.service import WalletNotFound
+from paydesk.web.forms import read_form, see_other
 from paydesk.web.i18n import Language
-from paydesk.web.templating import PAGE_HEADERS, Pages
+from paydesk.web.templating import Pages
 
 router = APIRouter(tags=["Payment page"], include_in_schema=False)
 
-#: A form body is two short fields; anything longer is not one of ours.
-MAX_FORM_BYTES = 2048
 #: How long one event stream or long poll stays open before the browser reconnects
 #: (proxies and load balancers cut idle connections; reconnecting is cheap).
 STREAM_SECONDS = 300.0
@@ -136,7 +135,7 @@ async def choose(request: Request, invoice_id: str) -> Response:
     language = _pages(request).language(request)
     if invoice_uuid is None:
         return _not_found(request, language)
-    form = await _form(request)
+    form = await read_form(request)
     currency, network = form.get("currency", ""), form.get("network", "")
     lang = request.query_params.get("lang")
     try:
@@ -146,18 +145,16 @@ async def choose(request: Request, invoice_id: str) -> Response:
     except (CoinAlreadyChosen, InvoiceNotPayable):
         pass  # another tab chose first, or the time ran out: the page shows which
     except OptionNotOffered:
-        return _see_other(_page_url(invoice_uuid, lang=lang, currency=currency or None))
+        return see_other(_page_url(invoice_uuid, lang=lang, currency=currency or None))
     except (ConversionFailed, AmountOutOfRange):
-        return _see_other(
-            _page_url(invoice_uuid, lang=lang, currency=currency, error="unavailable")
-        )
-    return _see_other(_page_url(invoice_uuid, lang=lang))
+        return see_other(_page_url(invoice_uuid, lang=lang, currency=currency, error="unavailable"))
+    return see_other(_page_url(invoice_uuid, lang=lang))
 
 
 @router.post("/pay/{invoice_id}/test-wallet")
 async def test_wallet(request: Request, invoice_id: str) -> Response:
     """The devnet's wallet on a demo server: sends test coins to the invoice."""
-    amount = _amount((await _form(request)).get("amount"))
+    amount = _amount((await read_form(request)).get("amount"))
     pages = _context(request).payment_pages
     return await _payer_action(
         request,
@@ -194,7 +191,7 @@ async def _payer_action(
         return _not_found(request, _pages(request).language(request))
     except refused:
         pass
-    return _see_other(_page_url(invoice_uuid, lang=request.query_params.get("lang")))
+    return see_other(_page_url(invoice_uuid, lang=request.query_params.get("lang")))
 
 
 @router.get("/pay/{invoice_id}/events")
@@ -287,19 +284,6 @@ async def _message(
     }
 
 
-async def _form(request: Request) -> dict[str, str]:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return {}
-    try:
-        parsed = parse_qs(body.decode(), max_num_fields=8)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return {key: values[0][:64] for key, values in parsed.items()}
-
-
 def _amount(text: str | None) -> Decimal | None:
     """A positive amount typed by the payer; None (what is due) for anything else."""
     try:
@@ -307,7 +291,3 @@ def _amount(text: str | None) -> Decimal | None:
     except ArithmeticError:
         return None
     return amount if amount.is_finite() and amount > 0 else None
-
-
-def _see_other(url: str) -> Response:
-    return RedirectResponse(url, status_code=303, headers=PAGE_HEADERS)

@@ -34,11 +34,13 @@ class WebhookEvent(Base):
 
 
 class WebhookDelivery(Base):
-    """One event on its way to one URL: attempted until a 2xx or the last attempt.
+    """One event on its way to one URL: attempted until its dialect's policy calls an
+    answer delivered or its last attempt failed (paydesk.webhooks.policy).
 
     A worker holds a delivery by its lease while it sends; a worker that dies mid-send
     loses the lease and the delivery is attempted again (at least once). Deliveries of one
-    subject go out in event order: a later one waits while an earlier one is pending.
+    subject to one URL go out in event order: a later one waits while an earlier one is
+    pending.
     """
 
     __tablename__ = "webhook_deliveries"
@@ -52,6 +54,9 @@ class WebhookDelivery(Base):
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
     subject_uuid: Mapped[uuid.UUID] = mapped_column(Uuid)
     url: Mapped[str] = mapped_column(String(255))
+    #: The merchant's registered endpoint (Moneroo) whose secret signs the body. No foreign
+    #: key: the outbox knows no dialect's tables, and deliveries outlive a deleted endpoint.
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     #: Why it exists: "event" (the change itself), "resend" (the merchant asked), "retry"
     #: (the operator re-queued a dead one).
     reason: Mapped[str] = mapped_column(String(16), default="event")

@@ -42,6 +42,7 @@ class Outcome:
 
     @property
     def delivered(self) -> bool:
+        """Any 2xx; the outbox asks its dialect's policy instead (paydesk.webhooks.policy)."""
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
@@ -99,7 +100,11 @@ class WebhookSender:
             )
         return self._session
 
-    async def send(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+    async def send(
+        self, url: str, body: bytes, headers: dict[str, str], *, time_limit: float | None = None
+    ) -> Outcome:
+        """POST `body` once; `time_limit` (seconds) shortens the configured timeout for a
+        dialect whose receivers are promised a shorter one."""
         started = time.perf_counter()
 
         def elapsed() -> int:
@@ -118,12 +123,14 @@ class WebhookSender:
             "Content-Type": "application/json",
             "Host": parts.netloc.rsplit("@", 1)[-1],
         }
+        total = self.timeout if time_limit is None else min(time_limit, self.timeout)
         try:
             async with self._client().post(
                 pinned,
                 data=body,
                 headers=request_headers,
                 allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=total),
                 server_hostname=target.host if parts.scheme == "https" else None,
             ) as response:
                 head = await response.content.read(self.max_response_bytes)

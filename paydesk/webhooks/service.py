@@ -1,13 +1,15 @@
 """Recording events and moving their deliveries through their lives.
 
-Recording never talks to the network: it adds the event (and, when there is a URL, its
-delivery) to the caller's transaction. Workers claim due deliveries under a lease, send
-outside any transaction, and record the outcome only if they still hold the lease.
+Recording never talks to the network: it adds the event and its deliveries to the caller's
+transaction: one to the event's URL when it has one (Cryptomus), else one to each enabled
+endpoint the merchant registered for the event's environment (Moneroo). Workers claim due
+deliveries under a lease, send outside any transaction, and record the outcome only if they
+still hold the lease. What counts as delivered and when to retry is each dialect's policy
+(paydesk.webhooks.policy).
 """
 
 from __future__ import annotations
 
-import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +21,7 @@ from sqlalchemy.orm import aliased
 
 from paydesk.db import utcnow
 from paydesk.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEvent
+from paydesk.webhooks.policy import CHECKOUT_PREFIX, CRYPTOMUS, policy_for
 from paydesk.webhooks.sender import Outcome
 
 INVOICE_STATUS = "invoice.status"
@@ -28,30 +31,10 @@ PAYOUT_STATUS = "payout.status"
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
-#: Wait before each retry (attempt n+1 waits SCHEDULE[n-1]), ±10 % jitter: 18 attempts
-#: over about 3 days 16 hours (never less than 3 days 7 hours), then the delivery is dead
-#: (kept, and retryable by hand).
-SCHEDULE = [
-    timedelta(seconds=30),
-    timedelta(minutes=1),
-    timedelta(minutes=2),
-    timedelta(minutes=4),
-    timedelta(minutes=8),
-    timedelta(minutes=16),
-    timedelta(minutes=32),
-    timedelta(hours=1),
-    timedelta(hours=2),
-    timedelta(hours=4),
-    timedelta(hours=8),
-    timedelta(hours=12),
-    timedelta(hours=12),
-    timedelta(hours=12),
-    timedelta(hours=12),
-    timedelta(hours=12),
-    timedelta(hours=12),
-]
-MAX_ATTEMPTS = len(SCHEDULE) + 1
-JITTER = 0.1
+#: The Cryptomus dialect's retry schedule (kept here for callers that read it).
+SCHEDULE = CRYPTOMUS.schedule
+MAX_ATTEMPTS = CRYPTOMUS.max_attempts
+JITTER = CRYPTOMUS.jitter
 
 
 async def record(
@@ -78,27 +61,53 @@ async def record(
     await session.flush()
     if url:
         await schedule(session, event, url, now)
+    elif topic.startswith(CHECKOUT_PREFIX):
+        await _fan_out(session, event, now)
     return event
 
 
+async def _fan_out(session: AsyncSession, event: WebhookEvent, now: datetime) -> None:
+    """One delivery per enabled endpoint of the merchant in the event's environment
+    (Moneroo events carry no URL: the merchant's registered webhooks receive them)."""
+    from paydesk.checkout.webhook_endpoints import receiving
+
+    targets = await receiving(session, event.merchant_id, event.payload["environment"])
+    session.add_all(
+        _delivery(event, url, now, "event", endpoint_id) for endpoint_id, url in targets
+    )
+    await session.flush()
+
+
 async def schedule(
-    session: AsyncSession, event: WebhookEvent, url: str, now: datetime, reason: str = "event"
+    session: AsyncSession,
+    event: WebhookEvent,
+    url: str,
+    now: datetime,
+    reason: str = "event",
+    endpoint_id: uuid.UUID | None = None,
 ) -> WebhookDelivery:
     """A new delivery of `event` (also used by resend and by the operator's retry)."""
-    delivery = WebhookDelivery(
+    delivery = _delivery(event, url, now, reason, endpoint_id)
+    session.add(delivery)
+    await session.flush()
+    return delivery
+
+
+def _delivery(
+    event: WebhookEvent, url: str, now: datetime, reason: str, endpoint_id: uuid.UUID | None
+) -> WebhookDelivery:
+    return WebhookDelivery(
         reason=reason,
         event_id=event.id,
         merchant_id=event.merchant_id,
         subject_uuid=event.subject_uuid,
         url=url,
+        endpoint_id=endpoint_id,
         status=PENDING,
         attempts=0,
         next_attempt_at=now,
         created_at=now,
     )
-    session.add(delivery)
-    await session.flush()
-    return delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +122,8 @@ class Claimed:
     merchant_id: uuid.UUID
     topic: str
     payload: dict[str, Any]
+    #: The registered endpoint it goes to (Moneroo), whose secret signs it.
+    endpoint_id: uuid.UUID | None = None
 
 
 async def claim_due(
@@ -120,8 +131,9 @@ async def claim_due(
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries for `lease` (well above the HTTP timeout).
 
-    A delivery waits while an earlier one of the same subject is pending, so a receiver
-    sees an invoice's statuses in order.
+    A delivery waits while an earlier one of the same subject to the same URL is pending,
+    so a receiver sees an invoice's statuses in order (and one failing receiver of a
+    Moneroo event does not hold back the merchant's other endpoints).
     `SKIP LOCKED` lets several workers claim at once on PostgreSQL without waiting for
     or taking each other's rows; SQLite's write lock serialises claims."""
     earlier = aliased(WebhookDelivery)
@@ -134,6 +146,7 @@ async def claim_due(
             ~exists().where(
                 and_(
                     earlier.subject_uuid == WebhookDelivery.subject_uuid,
+                    earlier.url == WebhookDelivery.url,
                     earlier.status == PENDING,
                     earlier.id < WebhookDelivery.id,
                 )
@@ -151,7 +164,12 @@ async def claim_due(
         WebhookEvent.topic,
         WebhookEvent.payload,
     )
-    delivery_columns = (WebhookDelivery.id, WebhookDelivery.url, WebhookDelivery.attempts)
+    delivery_columns = (
+        WebhookDelivery.id,
+        WebhookDelivery.url,
+        WebhookDelivery.attempts,
+        WebhookDelivery.endpoint_id,
+    )
     # Plain rows, not ORM objects: building a few hundred entities per round cost more
     # than the round's queries.
     if session.get_bind().dialect.name == "postgresql":
@@ -177,13 +195,26 @@ async def claim_due(
             row[0]: tuple(row[1:])
             for row in await session.execute(
                 select(WebhookEvent.id, *event_columns).where(
-                    WebhookEvent.id.in_([row[3] for row in picked])
+                    WebhookEvent.id.in_([row[4] for row in picked])
                 )
             )
         }
-        rows = [(*row[:3], *events[row[3]]) for row in picked]
+        rows = [(*row[:4], *events[row[4]]) for row in picked]
     rows.sort(key=lambda row: row[0])
-    return [Claimed(row[0], token, *row[1:]) for row in rows]
+    return [
+        Claimed(
+            delivery_id=delivery_id,
+            token=token,
+            url=url,
+            attempts=attempts,
+            event_uuid=event_uuid,
+            merchant_id=merchant_id,
+            topic=topic,
+            payload=payload,
+            endpoint_id=endpoint_id,
+        )
+        for delivery_id, url, attempts, endpoint_id, event_uuid, merchant_id, topic, payload in rows
+    ]
 
 
 async def finish(
@@ -209,6 +240,7 @@ async def finish(
         if claimed.delivery_id not in held:
             continue
         tries = claimed.attempts + 1
+        policy = policy_for(claimed.topic)
         change: dict[str, Any] = {
             "row": claimed.delivery_id,
             "attempts": tries,
@@ -217,12 +249,11 @@ async def finish(
             "next_attempt_at": now,
             "last_error": None,
         }
-        if outcome.delivered:
+        if policy.delivered(outcome):
             change.update(status=DELIVERED, delivered_at=now)
-        elif tries >= MAX_ATTEMPTS:
+        elif (wait := policy.retry_wait(tries)) is None:
             change.update(status=DEAD, last_error=_error_text(outcome))
         else:
-            wait = SCHEDULE[tries - 1] * random.uniform(1 - JITTER, 1 + JITTER)
             change.update(next_attempt_at=now + wait, last_error=_error_text(outcome))
         changes.append(change)
         statuses[claimed.delivery_id] = change["status"]
@@ -300,7 +331,26 @@ async def retry_dead(session: AsyncSession, delivery_id: int, now: datetime) -> 
     if delivery is None:
         raise LookupError(f"no delivery {delivery_id}")
     event = await session.get_one(WebhookEvent, delivery.event_id)
-    return await schedule(session, event, delivery.url, now, reason="retry")
+    return await schedule(
+        session, event, delivery.url, now, reason="retry", endpoint_id=delivery.endpoint_id
+    )
+
+
+async def abandon_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> int:
+    """Settle the pending deliveries to an endpoint being deleted as dead, and take their
+    leases back so a worker sending one right now cannot record it. Returns how many."""
+    abandoned = await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == PENDING)
+        .values(
+            status=DEAD,
+            last_error="webhook endpoint deleted",
+            leased_until=None,
+            lease_token=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(abandoned.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _error_text(outcome: Outcome) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 import structlog
@@ -12,6 +13,7 @@ from paydesk.background import sleep_or_stop
 from paydesk.context import Context
 from paydesk.db import utcnow
 from paydesk.webhooks import signing
+from paydesk.webhooks.policy import CHECKOUT_PREFIX, policy_for
 from paydesk.webhooks.sender import Outcome, WebhookSender, build_sender
 from paydesk.webhooks.service import (
     INVOICE_STATUS,
@@ -28,8 +30,17 @@ log = structlog.get_logger(__name__)
 IDLE_SECONDS = 0.2
 
 
-async def render(context: Context, item: Claimed, now: datetime) -> tuple[bytes, dict[str, str]]:
-    """The body in the event's dialect, signed, and the Standard Webhooks headers."""
+async def render(
+    context: Context,
+    item: Claimed,
+    now: datetime,
+    endpoint_secrets: Mapping[uuid.UUID, str] | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """The body in the event's dialect, signed: a Moneroo event with its endpoint's secret
+    (from `endpoint_secrets` when the round fetched them), any other with the merchant's
+    keys and the Standard Webhooks headers."""
+    if item.topic.startswith(CHECKOUT_PREFIX):
+        return await _render_moneroo(context, item, endpoint_secrets)
     credentials = await context.credentials.get(item.merchant_id)
     if credentials is None:
         raise LookupError(f"merchant {item.merchant_id} no longer exists")
@@ -57,6 +68,32 @@ async def render(context: Context, item: Claimed, now: datetime) -> tuple[bytes,
     return body, headers
 
 
+async def _render_moneroo(
+    context: Context, item: Claimed, endpoint_secrets: Mapping[uuid.UUID, str] | None
+) -> tuple[bytes, dict[str, str]]:
+    from paydesk.api.moneroo import webhooks as moneroo
+
+    if item.endpoint_id is None:
+        raise LookupError(f"delivery {item.delivery_id} has no Moneroo webhook endpoint")
+    if endpoint_secrets is None:
+        endpoint_secrets = await _endpoint_secrets(context, [item])
+    secret = endpoint_secrets.get(item.endpoint_id)
+    if secret is None:
+        raise LookupError(f"Moneroo webhook {item.endpoint_id} is disabled or deleted")
+    return moneroo.signed(item.payload, secret)
+
+
+async def _endpoint_secrets(context: Context, items: list[Claimed]) -> dict[uuid.UUID, str]:
+    """The secrets a round's Moneroo deliveries are signed with, in one query."""
+    from paydesk.checkout.webhook_endpoints import signing_secrets
+
+    wanted = {item.endpoint_id for item in items if item.endpoint_id is not None}
+    if not wanted:
+        return {}
+    async with context.db.reader() as session:
+        return await signing_secrets(session, context.vault, wanted)
+
+
 async def deliver_due(
     context: Context,
     sender: WebhookSender,
@@ -71,14 +108,17 @@ async def deliver_due(
     if not claimed:
         return 0
     gate = asyncio.Semaphore(context.settings.webhook_concurrency)
+    secrets = await _endpoint_secrets(context, claimed)
 
     async def attempt(item: Claimed) -> Outcome:
         async with gate:
             try:
-                body, headers = await render(context, item, clock())
+                body, headers = await render(context, item, clock(), secrets)
             except LookupError as exc:
                 return Outcome(None, 0, str(exc), None)
-            return await sender.send(item.url, body, headers)
+            return await sender.send(
+                item.url, body, headers, time_limit=policy_for(item.topic).timeout
+            )
 
     outcomes = await asyncio.gather(*(attempt(item) for item in claimed))
     results = list(zip(claimed, outcomes, strict=True))
