@@ -7,6 +7,7 @@ import asyncio
 import structlog
 
 from paydesk.chains.worker import address_pool_loop, watchers_loop
+from paydesk.checkout.worker import abandonment_loop
 from paydesk.context import Context
 from paydesk.idempotency.worker import purge_loop
 from paydesk.invoices.worker import expiry_loop
@@ -18,6 +19,7 @@ log = structlog.get_logger(__name__)
 
 LOOPS = (
     expiry_loop,
+    abandonment_loop,
     purge_loop,
     address_pool_loop,
     watchers_loop,

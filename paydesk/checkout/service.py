@@ -38,6 +38,8 @@ from paydesk.invoices.models import Invoice
 from paydesk.invoices.schemas import InvoiceDraft
 from paydesk.invoices.service import InvoiceService
 from paydesk.invoices.status import InvoiceStatus
+from paydesk.ledger import service as ledger
+from paydesk.ledger.models import AccountKind
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -357,8 +359,34 @@ class CheckoutService:
             payment.status = SUCCESS if result.outcome == "success" else FAILED
         payment.updated_at = utcnow()
         await session.flush()
+        if payment.status == SUCCESS and payment.invoice_id is None:
+            await self._book(session, payment)
         await events.announce(session, payment, found.customer)
         return found
+
+    async def _book(self, session: AsyncSession, payment: CheckoutPayment) -> None:
+        """A collected payment becomes the merchant's balance in its currency: the
+        processor holds the money for the platform, the platform owes it to the merchant.
+        Sandbox money is kept in its own book, apart from live balances. (Crypto is booked
+        by its invoice's deposits, in the coin that arrived.)"""
+        method = self.methods.payment_method(payment.method or "")
+        connector = self.connector_for(method, payment.environment) if method else None
+        gateway = connector.short_code if connector else (payment.method or "unknown")
+        book = payment.environment if payment.environment != "live" else ""
+        holdings = await ledger.account(
+            session, AccountKind.PROCESSOR_HOLDINGS, payment.currency, network=gateway
+        )
+        business = await ledger.account(
+            session, AccountKind.MERCHANT_BUSINESS, payment.currency,
+            owner=payment.merchant_id, network=book,
+        )  # fmt: skip
+        await ledger.post(
+            session,
+            "checkout_payment",
+            f"checkout:{payment.public_id}",
+            [ledger.Leg(holdings, -payment.amount), ledger.Leg(business, payment.amount)],
+            memo=f"{payment.method} {payment.gateway_transaction_id or ''}".strip(),
+        )
 
     async def by_gateway_transaction(
         self, session: AsyncSession, gateway_transaction_id: str

@@ -39,11 +39,19 @@ class AccountKind(enum.StrEnum):
     HELD_DEPOSITS = "held_deposits"
     #: The platform's side of a payout paid from a balance in another coin.
     EXCHANGE = "exchange"
+    #: What a payment processor collected for the platform (mobile money, the sandbox's
+    #: test gateway), per gateway: network is the gateway's code.
+    PROCESSOR_HOLDINGS = "processor_holdings"
 
 
 #: Accounts whose natural balance is a debit (assets, expenses): shown as −(credit total).
 DEBIT_NORMAL = frozenset(
-    {AccountKind.MERCHANT_DEBT, AccountKind.NETWORK_FEE_EXPENSE, AccountKind.ONCHAIN_HOLDINGS}
+    {
+        AccountKind.MERCHANT_DEBT,
+        AccountKind.NETWORK_FEE_EXPENSE,
+        AccountKind.ONCHAIN_HOLDINGS,
+        AccountKind.PROCESSOR_HOLDINGS,
+    }
 )
 #: Accounts that may never show less than zero.
 NEVER_NEGATIVE = frozenset(

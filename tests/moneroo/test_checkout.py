@@ -14,6 +14,9 @@ from sqlalchemy import select
 from paydesk.checkout.models import CheckoutPayment
 from paydesk.db import utcnow
 from paydesk.invoices.models import Invoice
+from paydesk.ledger import service as ledger
+from paydesk.ledger.check import check_ledger
+from paydesk.ledger.models import AccountKind
 from paydesk.webhooks.models import WebhookEvent
 from tests.devnet import mine
 from tests.moneroo.test_payments_api import MonerooClient, keys_of
@@ -60,7 +63,7 @@ async def events_of(context, payment_id: str) -> list[str]:
         return [row["event"] for row in rows if row.get("data", {}).get("id") == payment_id]
 
 
-async def test_a_payer_pays_with_the_sandbox_test_number(http, context, sandbox):
+async def test_a_payer_pays_with_the_sandbox_test_number(http, context, sandbox, merchant):
     payment_id = await new_payment(sandbox)
     page = await http.get(f"/moneroo/checkout/{payment_id}?lang=en")
     assert page.status_code == 200
@@ -87,6 +90,14 @@ async def test_a_payer_pays_with_the_sandbox_test_number(http, context, sandbox)
     assert capture["gateway"]["transaction_status"] == "test_success"
     assert capture["phone_number"] == "4149518161" and verified["payment_phone_number"]
     assert await events_of(context, payment_id) == ["payment.initiated", "payment.success"]
+    # Booked once: the test gateway holds it, the merchant's sandbox book owes it.
+    async with context.db.reader() as session:
+        business = await ledger.find_account(
+            session, AccountKind.MERCHANT_BUSINESS, "USD", owner=merchant.merchant_id,
+            network="sandbox",
+        )  # fmt: skip
+        assert business is not None and await ledger.balance(session, business) == 100
+        assert (await check_ledger(session)).ok
     # Over: the checkout only sends the payer back.
     again = await http.get(f"/moneroo/checkout/{payment_id}")
     assert await follow_to_shop(http, again) == shop
