@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -20,6 +21,7 @@ from paydesk.api.cryptomus.payouts import router as payouts_router
 from paydesk.api.cryptomus.router import router as cryptomus_router
 from paydesk.api.cryptomus.static_wallets import router as wallets_router
 from paydesk.api.cryptomus.testmode import router as testmode_router
+from paydesk.api.moneroo.envelope import MonerooError
 from paydesk.api.moneroo.methods import router as moneroo_methods_router
 from paydesk.api.moneroo.payments import router as moneroo_payments_router
 from paydesk.checkout.router import router as checkout_router
@@ -31,6 +33,8 @@ from paydesk.web.templating import STATIC_PATH, Pages, static_files
 from paydesk.worker import run_workers
 
 API_PREFIXES = ("/v1/", "/v2/")
+#: Paths of the Moneroo dialect, whose errors take its envelope.
+MONEROO_PREFIXES = ("/v1/payments", "/v1/payouts", "/v1/utils", "/utils/")
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -55,8 +59,9 @@ async def prepare_schema(context: Context) -> None:
 
 
 class StripTrailingSlash:
-    """`/v1/payment/` is `/v1/payment`: clients differ, and a redirect would turn their
-    POST into a GET."""
+    """`/v1/payment/` is `/v1/payment`, and `/v1//payments/x` is `/v1/payments/x`: clients
+    join base URLs and paths in different ways, and a redirect would turn their POST into a
+    GET."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,8 +69,11 @@ class StripTrailingSlash:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if len(path) > 1 and path.endswith("/"):
-                scope = dict(scope, path=path.rstrip("/") or "/")
+            cleaned = re.sub(r"/{2,}", "/", path)
+            if len(cleaned) > 1 and cleaned.endswith("/"):
+                cleaned = cleaned.rstrip("/") or "/"
+            if cleaned != path:
+                scope = dict(scope, path=cleaned)
         await self.app(scope, receive, send)
 
 
@@ -135,8 +143,18 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
         return {"status": "ok", "version": __version__}
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if request.url.path.startswith(API_PREFIXES):
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        path = request.url.path
+        if path.startswith(MONEROO_PREFIXES):
+            # Moneroo's own wording; its SDKs decode every answer as the envelope.
+            route = path.strip("/")
+            message = (
+                f"The route {route} could not be found."
+                if exc.status_code == 404
+                else f"The {request.method} method is not supported for route {route}."
+            )
+            return MonerooError(message, exc.status_code, kind="not_found").response()
+        if path.startswith(API_PREFIXES):
             message = "Not found" if exc.status_code == 404 else str(exc.detail)
             return JSONResponse(
                 {"state": 1, "message": message}, status_code=exc.status_code, headers=exc.headers

@@ -256,3 +256,19 @@ async def test_bad_json_is_a_400_in_the_envelope(sandbox, http, keys):
         headers={"Authorization": f"Bearer {keys.sandbox_secret_key}"},
     )  # fmt: skip
     assert broken.status_code == 400 and broken.json()["success"] is False
+
+
+async def test_routes_tolerate_slashes_and_unknown_ones_answer_in_the_envelope(sandbox, http):
+    created = (await sandbox.initialize()).json()["data"]
+    for path in (f"/v1/payments/{created['id']}/", f"/v1//payments/{created['id']}"):
+        assert (await sandbox.call("GET", path)).status_code == 200
+    unknown = await sandbox.call("GET", "/v1/payments/x/refund")
+    assert unknown.status_code == 404
+    assert unknown.json() == {
+        "success": False, "message": "The route v1/payments/x/refund could not be found.",
+        "data": None, "errors": [{"type": "not_found", "field": None,
+                                  "message": "The route v1/payments/x/refund could not be found.",
+                                  "hint": None}],
+    }  # fmt: skip
+    wrong_method = await http.delete(f"/v1/payments/{created['id']}")
+    assert wrong_method.status_code == 405 and wrong_method.json()["success"] is False
