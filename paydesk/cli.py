@@ -510,6 +510,48 @@ def merchant_webhook_secret(
         console.print(f"{'current ' if number == 0 else 'previous'}  {secret}")
 
 
+@merchant_app.command("emails")
+def merchant_emails(
+    merchant: Annotated[str, typer.Argument(help="Merchant uuid.")],
+    receipts: Annotated[
+        bool | None,
+        typer.Option(
+            "--receipts/--no-receipts",
+            help="Email the customer a receipt when a hosted-checkout payment succeeds.",
+        ),
+    ] = None,
+    notices: Annotated[
+        bool | None,
+        typer.Option(
+            "--notices/--no-notices",
+            help="Email the merchant's owner when a hosted-checkout payment succeeds.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show (or turn on or off) the hosted checkout's emails of a successful payment."""
+    from paydesk.notifications.checkout import EmailChoices, choose_emails
+
+    merchant_id = _merchant_id(merchant)
+
+    async def work(context: Context) -> EmailChoices:
+        async with context.db.transaction() as session:
+            return await choose_emails(session, merchant_id, receipts=receipts, notices=notices)
+
+    try:
+        choices = _with_context(work)
+    except LookupError as exc:
+        errors.print(f"[red]error:[/red] {exc.args[0]}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps({"merchant": merchant, "receipts": choices.receipts,
+                               "notices": choices.notices}))  # fmt: skip
+        return
+    state = {True: "[green]on[/green]", False: "[red]off[/red]"}
+    console.print(f"customer receipts {state[choices.receipts]}, "
+                  f"merchant notices {state[choices.notices]}")  # fmt: skip
+
+
 @webhooks_app.command("list")
 def webhooks_list(
     failed: Annotated[

@@ -228,6 +228,27 @@ class Settings(BaseSettings):
         description="Confirm every M-Pesa callback with an STK Push Query before believing "
         "it: Daraja does not sign its callbacks.",
     )
+    smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server for the hosted checkout's emails (receipts, merchant "
+        "notices); none: they are written to the log instead.",
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = Field(
+        default=None, description="SMTP login (none: send without authenticating)."
+    )
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = Field(
+        default=True,
+        description="Require STARTTLS after connecting (port 587); ignored with smtp_tls.",
+    )
+    smtp_tls: bool = Field(
+        default=False, description="Connect over TLS from the first byte (port 465)."
+    )
+    mail_from: str = Field(
+        default="Paydesk <noreply@localhost>", description="The From of every email."
+    )
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     embedded_worker: bool | None = Field(
         default=None,
         description="Run the background loops inside `paydesk serve` "

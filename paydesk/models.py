@@ -18,6 +18,7 @@ from paydesk.idempotency.models import IdempotencyRecord
 from paydesk.invoices.models import Invoice
 from paydesk.ledger.models import Account, JournalTransaction, Posting
 from paydesk.merchants.models import Merchant, User
+from paydesk.notifications.models import EmailMessage
 from paydesk.payouts.models import Payout, PayoutAddress, PayoutLane
 from paydesk.rates.models import StoredRate
 from paydesk.wallets.models import StaticWallet
@@ -34,6 +35,7 @@ __all__ = [
     "DepositAddress",
     "DevnetBlock",
     "DevnetTransaction",
+    "EmailMessage",
     "IdempotencyRecord",
     "Invoice",
     "JournalTransaction",

@@ -11,6 +11,7 @@ from paydesk.checkout.worker import abandonment_loop
 from paydesk.context import Context
 from paydesk.idempotency.worker import purge_loop
 from paydesk.invoices.worker import expiry_loop
+from paydesk.notifications.worker import emails_loop
 from paydesk.payouts.worker import payouts_loop
 from paydesk.rates.worker import rates_loop
 from paydesk.webhooks.worker import delivery_loop
@@ -26,6 +27,7 @@ LOOPS = (
     payouts_loop,
     rates_loop,
     delivery_loop,
+    emails_loop,
 )
 
 

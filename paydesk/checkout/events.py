@@ -17,6 +17,7 @@ from paydesk.checkout.models import (
     CheckoutCustomer,
     CheckoutPayment,
 )
+from paydesk.notifications import checkout as emails
 from paydesk.webhooks import service as webhooks
 
 #: The event a payment entering a status announces.
@@ -58,7 +59,8 @@ def snapshot(payment: CheckoutPayment, customer: CheckoutCustomer) -> dict[str, 
 async def announce(
     session: AsyncSession, payment: CheckoutPayment, customer: CheckoutCustomer
 ) -> None:
-    """Record the event of the payment's current status (if that status has one)."""
+    """Record the event of the payment's current status (if that status has one), and on
+    success the receipt and merchant notice emails (in the same transaction)."""
     event = EVENT_OF_STATUS.get(payment.status)
     if event is None:
         return
@@ -74,6 +76,8 @@ async def announce(
             "data": snapshot(payment, customer),
         },
     )
+    if payment.status == SUCCESS:
+        await emails.payment_succeeded(session, payment, customer)
 
 
 def payment_subject(payment: CheckoutPayment) -> uuid.UUID:

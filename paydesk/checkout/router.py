@@ -109,7 +109,17 @@ async def checkout_page(request: Request, payment_id: str) -> Response:
         return _not_found(request, language)
     payment = found.payment
     if payment.status in FINAL:
-        return see_other(f"/moneroo/checkout/{payment_id}/return")
+        # A page that moves on by itself, not a redirect: the payer often arrives here from
+        # the payment form, and a form's redirects may not leave this site (the CSP's
+        # form-action), while a new navigation to the shop may.
+        return pages.render(
+            request,
+            "checkout/done.html",
+            language,
+            payment=payment,
+            merchant_name=await _merchant_name(request, payment.merchant_id),
+            back=f"/moneroo/checkout/{payment_id}/return",
+        )
     context = _context(request)
     methods = context.checkout.payable_methods(payment)
     chosen: Method | None = None

@@ -44,5 +44,12 @@ class Merchant(Base):
     moneroo_live_key_encrypted: Mapped[str | None] = mapped_column(Text)
     moneroo_live_key_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
     moneroo_webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    # The hosted checkout's emails on a successful payment (paydesk.notifications).
+    checkout_customer_receipts: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default="1"
+    )
+    checkout_merchant_notices: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default="1"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

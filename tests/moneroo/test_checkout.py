@@ -4,6 +4,7 @@ through a Paydesk invoice on the devnet."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
@@ -41,8 +42,14 @@ def path_of(url: str) -> str:
 
 
 async def follow_to_shop(http, response) -> str:
-    """Follow the checkout's redirects until one leaves Paydesk; that URL."""
-    for _ in range(5):
+    """Follow the checkout (its redirects, and the page that moves on by itself once the
+    payment is over) until it leaves Paydesk; that URL."""
+    for _ in range(6):
+        if response.status_code == 200:
+            found = re.search(r'http-equiv="refresh" content="0; url=([^"]+)"', response.text)
+            assert found, response.text
+            response = await http.get(found.group(1))
+            continue
         assert response.status_code == 303, response.text
         location = response.headers["location"]
         if location.startswith("https://shop.example"):
