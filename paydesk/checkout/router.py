@@ -31,6 +31,7 @@ from paydesk.checkout.service import (
 from paydesk.context import Context
 from paydesk.invoices.models import Invoice
 from paydesk.paypage.presenting import price_text
+from paydesk.paypage.router import CHECKOUT_PREFIX
 from paydesk.web.forms import read_form, see_other
 from paydesk.web.i18n import Language
 from paydesk.web.templating import Pages
@@ -190,10 +191,8 @@ async def pay(request: Request, payment_id: str) -> Response:
         }.get(type(exc), "method")
         return see_other(page_url(payment_id, error=code, lang=lang))
     if invoice_uuid is not None:
-        # The word stays in the URL (the Flutter widget's rule) on the invoice's page too.
-        return see_other(
-            f"/pay/{invoice_uuid}?checkout=moneroo" + (f"&lang={lang}" if lang else "")
-        )
+        # The invoice's payment page, served under the checkout's word (the Flutter rule).
+        return see_other(f"{CHECKOUT_PREFIX}/{invoice_uuid}" + (f"?lang={lang}" if lang else ""))
     assert attempt is not None and found.payment.capture_id is not None
     capture_id = found.payment.capture_id
     connector = context.checkout.connector_for(attempt.method, attempt.environment)

@@ -45,9 +45,10 @@ def present(
     *,
     chosen_currency: str | None = None,
     error: str | None = None,
+    base_path: str = "/pay",
 ) -> dict[str, Any]:
     invoice = view.invoice
-    base = f"/pay/{invoice.uuid}"
+    base = f"{base_path}/{invoice.uuid}"
     values: dict[str, Any] = {
         "view": view,
         "state": view.state.value,

@@ -72,12 +72,23 @@ def _not_found(request: Request, language: Language) -> Response:
     return _pages(request).render(request, "pay/not_found.html", language, status_code=404)
 
 
-def _page_url(invoice_uuid: uuid.UUID, **params: str | None) -> str:
+#: Where the page of an invoice that pays a hosted checkout lives: the same page under a
+#: path with the word `moneroo`, which the official Flutter widget watches for (a page
+#: without it ends the payment in the app).
+CHECKOUT_PREFIX = "/moneroo/pay"
+
+
+def base_path(request: Request) -> str:
+    return CHECKOUT_PREFIX if request.url.path.startswith(CHECKOUT_PREFIX + "/") else "/pay"
+
+
+def _page_url(request: Request, invoice_uuid: uuid.UUID, **params: str | None) -> str:
     query = urlencode({k: v for k, v in params.items() if v})
-    return f"/pay/{invoice_uuid}" + (f"?{query}" if query else "")
+    return f"{base_path(request)}/{invoice_uuid}" + (f"?{query}" if query else "")
 
 
 @router.get("/pay/{invoice_id}")
+@router.get("/moneroo/pay/{invoice_id}")
 async def payment_page(
     request: Request,
     invoice_id: str,
@@ -103,7 +114,14 @@ async def payment_page(
         request,
         "pay/page.html",
         language,
-        **present(view, language, context.catalogue, chosen_currency=currency, error=error),
+        **present(
+            view,
+            language,
+            context.catalogue,
+            chosen_currency=currency,
+            error=error,
+            base_path=base_path(request),
+        ),
     )
 
 
@@ -130,6 +148,7 @@ async def wallet_page(request: Request, wallet_id: str) -> Response:
 
 
 @router.post("/pay/{invoice_id}/choose")
+@router.post("/moneroo/pay/{invoice_id}/choose")
 async def choose(request: Request, invoice_id: str) -> Response:
     invoice_uuid = _uuid(invoice_id)
     language = _pages(request).language(request)
@@ -145,13 +164,16 @@ async def choose(request: Request, invoice_id: str) -> Response:
     except (CoinAlreadyChosen, InvoiceNotPayable):
         pass  # another tab chose first, or the time ran out: the page shows which
     except OptionNotOffered:
-        return see_other(_page_url(invoice_uuid, lang=lang, currency=currency or None))
+        return see_other(_page_url(request, invoice_uuid, lang=lang, currency=currency or None))
     except (ConversionFailed, AmountOutOfRange):
-        return see_other(_page_url(invoice_uuid, lang=lang, currency=currency, error="unavailable"))
-    return see_other(_page_url(invoice_uuid, lang=lang))
+        return see_other(
+            _page_url(request, invoice_uuid, lang=lang, currency=currency, error="unavailable")
+        )
+    return see_other(_page_url(request, invoice_uuid, lang=lang))
 
 
 @router.post("/pay/{invoice_id}/test-wallet")
+@router.post("/moneroo/pay/{invoice_id}/test-wallet")
 async def test_wallet(request: Request, invoice_id: str) -> Response:
     """The devnet's wallet on a demo server: sends test coins to the invoice."""
     amount = _amount((await read_form(request)).get("amount"))
@@ -165,6 +187,7 @@ async def test_wallet(request: Request, invoice_id: str) -> Response:
 
 
 @router.post("/pay/{invoice_id}/renew")
+@router.post("/moneroo/pay/{invoice_id}/renew")
 async def renew(request: Request, invoice_id: str) -> Response:
     return await _payer_action(
         request,
@@ -191,10 +214,11 @@ async def _payer_action(
         return _not_found(request, _pages(request).language(request))
     except refused:
         pass
-    return see_other(_page_url(invoice_uuid, lang=request.query_params.get("lang")))
+    return see_other(_page_url(request, invoice_uuid, lang=request.query_params.get("lang")))
 
 
 @router.get("/pay/{invoice_id}/events")
+@router.get("/moneroo/pay/{invoice_id}/events")
 async def events(
     request: Request,
     invoice_id: str,
@@ -237,6 +261,7 @@ async def events(
 
 
 @router.get("/pay/{invoice_id}/status")
+@router.get("/moneroo/pay/{invoice_id}/status")
 async def status(
     request: Request,
     invoice_id: str,
@@ -274,7 +299,7 @@ async def _message(
     context = _context(request)
     if view.state == PageState.CHOOSE and not view.options:
         await context.payment_pages.options(view)
-    presented = present(view, language, context.catalogue)
+    presented = present(view, language, context.catalogue, base_path=base_path(request))
     return {
         "version": view.version,
         "state": view.state.value,

@@ -185,7 +185,11 @@ async def test_crypto_pays_through_an_invoice_on_the_devnet(http, context, sandb
     assert "Crypto USD" in page.text
     opened = await pay(http, payment_id, "crypto_usd")
     location = opened.headers["location"]
-    assert location.startswith("/pay/") and "moneroo" in location
+    assert location.startswith("/moneroo/pay/")
+    invoice_page = await http.get(location)
+    assert invoice_page.status_code == 200
+    # Its links and forms stay under the word; none leads to the plain path.
+    assert "/moneroo/pay/" in invoice_page.text and '"/pay/' not in invoice_page.text
     async with context.db.reader() as session:
         invoice = await session.scalar(select(Invoice))
     assert (invoice.amount, invoice.currency) == (Decimal("20"), "USD")

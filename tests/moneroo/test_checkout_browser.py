@@ -24,7 +24,7 @@ from aiosmtpd.controller import Controller
 from tests.browser import PHONE, accessibility_violations, chromium, screenshot, shop_site
 from tests.conftest import BACKENDS, create_pg_database, drop_pg_database, free_port, worker_id
 from tests.live import create_live_merchant, live_server, paydesk_env, run_cli
-from tests.paypage.test_page_browser import off_the_loop
+from tests.paypage.test_page_browser import choose_usdt_on_devnet, off_the_loop, t
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.slow
@@ -91,6 +91,9 @@ def shop(request, tmp_path_factory, postgres_available, inbox) -> Iterator[Shop]
         database_url,
         PAYDESK_EMBEDDED_WORKER="true",
         PAYDESK_CALLBACK_ALLOWLIST="127.0.0.0/8",
+        PAYDESK_DEVNET_BLOCK_SECONDS="0.5",
+        PAYDESK_WATCHER_POLL_SECONDS="0.2",
+        PAYDESK_PAGE_POLL_SECONDS="0.2",
         PAYDESK_SMTP_HOST="127.0.0.1",
         PAYDESK_SMTP_PORT=str(smtp_port),
         PAYDESK_SMTP_STARTTLS="false",  # the loopback test server speaks plain SMTP
@@ -191,3 +194,39 @@ def test_a_shop_takes_a_sandbox_payment_end_to_end(shop, browser):
     kinds = {part.get_content_type() for part in receipt.walk()}
     assert {"text/plain", "text/html"} <= kinds
     wait_for(lambda: mail_to("shop@example.test") is not None, "the merchant's notice")
+
+
+def test_a_shop_takes_a_crypto_payment_on_the_devnet(shop, browser):
+    """The checkout's crypto method: a Paydesk invoice for the same amount, paid from its
+    page (the devnet's test wallet on this demo server), then back to the shop."""
+    order = f"crypto-{time.monotonic_ns()}"
+    created = shop.api("POST", "/payments/initialize", {
+        "amount": 15, "currency": "USD", "description": f"Order {order}",
+        "customer": {"email": f"{order}@customer.example", "first_name": "Ana",
+                     "last_name": "Lima"},
+        "return_url": f"{shop.shop_url}/moneroo/return?order={order}",
+        "methods": ["crypto_usd"],
+    })  # fmt: skip
+    assert created.status_code == 201, created.text
+    payment_id = created.json()["data"]["id"]
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.goto(created.json()["data"]["checkout_url"])
+    page.get_by_role("link", name="Crypto USD").click()
+    page.get_by_role("button", name="Pay $15.00").click()
+    page.wait_for_url("**/moneroo/pay/**")
+    choose_usdt_on_devnet(page, "en")
+    assert "moneroo" in page.url  # still under the word the Flutter widget watches
+    page.get_by_role("button", name=t("en", "Send test coins")).click()
+    expect(page.locator("h1")).to_have_text(t("en", "Payment received"), timeout=20_000)
+    screenshot(page, f"moneroo-{shop.receiver.port}-crypto-paid")
+    page.get_by_role("link", name=t("en", "Back to the shop")).click()
+    page.wait_for_url(f"{shop.shop_url}/moneroo/return*")
+    query = parse_qs(urlsplit(page.url).query)
+    assert (query["paymentId"], query["paymentStatus"], query["order"]) == (
+        [payment_id], ["success"], [order]
+    )  # fmt: skip
+    context.close()
+    verified = shop.api("GET", f"/payments/{payment_id}/verify").json()["data"]
+    assert verified["status"] == "success"
+    assert verified["capture"]["method"]["short_code"] == "crypto_usd"
