@@ -177,6 +177,12 @@ class Settings(BaseSettings):
         description="Payouts are refused this long after a merchant's payout key is "
         "replaced (a stolen session cannot rotate the key and withdraw at once).",
     )
+    moneroo_rate_limit_per_minute: int = Field(
+        default=120,
+        ge=0,
+        description="Moneroo-dialect requests a key may make per minute (per API process); "
+        "more get HTTP 429 with Retry-After: 60. 0: no limit.",
+    )
     checkout_abandon_minutes: float = Field(
         default=10.0,
         gt=0,

@@ -11,11 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from paydesk.api.moneroo.envelope import MonerooError, MonerooRoute, not_found, success
+from paydesk.api.moneroo.ratelimit import RateLimiter
 from paydesk.api.moneroo.responses import payment_object
 from paydesk.api.moneroo.schemas import parse_initialize
 from paydesk.checkout.service import FoundPayment, NoMethodAvailable, NotPaid, PaymentNotFound
 from paydesk.context import Context
-from paydesk.merchants.moneroo_keys import MonerooCaller
+from paydesk.merchants.moneroo_keys import MonerooCaller, key_digest
 
 router = APIRouter(route_class=MonerooRoute, tags=["Moneroo payments"])
 
@@ -27,6 +28,15 @@ def _context(request: Request) -> Context:
     return context
 
 
+def _limiter(request: Request) -> RateLimiter:
+    """This process's counter of requests per key (made with the app's first request)."""
+    limiter: RateLimiter | None = getattr(request.app.state, "moneroo_limiter", None)
+    if limiter is None:
+        per_minute = _context(request).settings.moneroo_rate_limit_per_minute
+        limiter = request.app.state.moneroo_limiter = RateLimiter(per_minute)
+    return limiter
+
+
 async def authenticate(request: Request) -> MonerooCaller:
     """`Authorization: Bearer <secret key>`; the key alone selects the merchant and mode."""
     header = request.headers.get("authorization", "")
@@ -34,7 +44,13 @@ async def authenticate(request: Request) -> MonerooCaller:
     key = key.strip()
     if scheme.lower() != "bearer" or not key or len(key) > 512:
         raise MonerooError("Unauthenticated.", 401, kind="authentication_error")
-    caller = await _context(request).moneroo_keys.caller(key)
+    context = _context(request)
+    if not _limiter(request).allow(key_digest(key)):
+        raise MonerooError(
+            "Too many requests. Please wait a minute before trying again.", 429,
+            kind="rate_limit_error",
+        )  # fmt: skip
+    caller = await context.moneroo_keys.caller(key)
     if caller is None:
         raise MonerooError("Invalid API key.", 401, kind="authentication_error")
     if not caller.enabled:
