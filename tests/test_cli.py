@@ -246,3 +246,28 @@ def test_devnet_pay_with_the_invoice_qr_code(env):
                 break
             time.sleep(0.2)
         assert status == "paid"
+
+
+def test_merchant_keys_shows_both_dialects(env, tmp_path: Path):
+    done = run_cli("merchant", "create", "--name", "Shop", "--email", "k@shop.test", "--json",
+                   env=env)  # fmt: skip
+    issued = json.loads(done.stdout)
+    shown = run_cli("merchant", "keys", issued["merchant"], "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    keys = json.loads(shown.stdout)
+    assert list(keys) == ["merchant", "payment_key", "payout_key", "moneroo_test_secret_key",
+                          "moneroo_live_secret_key", "moneroo_webhook_secret"]  # fmt: skip
+    assert (keys["payment_key"], keys["payout_key"]) == (issued["payment_key"],
+                                                         issued["payout_key"])  # fmt: skip
+    assert keys["moneroo_test_secret_key"].startswith("pvk_sandbox_")
+    assert keys["moneroo_live_secret_key"].startswith("pvk_")
+    again = json.loads(run_cli("merchant", "keys", issued["merchant"], "--json", env=env).stdout)
+    assert again == keys  # made once, then shown
+    database = (tmp_path / "data" / "paydesk.db").read_bytes()
+    for secret in (keys["moneroo_test_secret_key"], keys["moneroo_live_secret_key"],
+                   keys["moneroo_webhook_secret"]):  # fmt: skip
+        assert secret.encode() not in database  # encrypted at rest
+    table = run_cli("merchant", "keys", issued["merchant"], env=env)
+    assert "moneroo_live_secret_key" in table.stdout
+    unknown = run_cli("merchant", "keys", "00000000-0000-4000-8000-000000000000", env=env)
+    assert unknown.returncode == 1 and "no merchant" in unknown.stderr
