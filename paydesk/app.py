@@ -24,6 +24,7 @@ from paydesk.api.cryptomus.testmode import router as testmode_router
 from paydesk.api.moneroo.envelope import MonerooError
 from paydesk.api.moneroo.methods import router as moneroo_methods_router
 from paydesk.api.moneroo.payments import router as moneroo_payments_router
+from paydesk.api.moneroo.payouts import router as moneroo_payouts_router
 from paydesk.checkout.router import router as checkout_router
 from paydesk.config import Settings
 from paydesk.context import Context, build_context
@@ -128,6 +129,7 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
     app.include_router(wallets_router)
     app.include_router(payouts_router)
     app.include_router(moneroo_payments_router)
+    app.include_router(moneroo_payouts_router)
     app.include_router(moneroo_methods_router)
     app.include_router(testmode_router)
     app.include_router(paypage_router)

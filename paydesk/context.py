@@ -22,6 +22,7 @@ from paydesk.invoices.service import InvoiceService
 from paydesk.ledger.balances import Balances
 from paydesk.merchants.moneroo_keys import MonerooKeyCache
 from paydesk.merchants.service import CredentialsCache
+from paydesk.payouts.connectors import SandboxPayoutConnector
 from paydesk.payouts.service import PayoutService
 from paydesk.paypage.service import PaymentPages
 from paydesk.rates.providers import REFERENCE_PROVIDERS, max_age_of, static_rates
@@ -81,7 +82,10 @@ def build_context(settings: Settings) -> Context:
     addresses = build_address_book(settings.networks, catalogue, vault, settings.auth_cache_seconds)
     discounts = DiscountBook(db, settings.auth_cache_seconds)
     invoices = InvoiceService(catalogue, rates, addresses, discounts)
-    payouts = PayoutService(catalogue, rates, approval_usd=settings.payout_approval_usd)
+    payouts = PayoutService(
+        catalogue, rates, approval_usd=settings.payout_approval_usd,
+        connectors=[SandboxPayoutConnector()],
+    )  # fmt: skip
     wallets = WalletService(catalogue, rates, addresses, payouts)
     checkout = CheckoutService(
         load_method_catalogue(),

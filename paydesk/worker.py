@@ -12,6 +12,7 @@ from paydesk.context import Context
 from paydesk.idempotency.worker import purge_loop
 from paydesk.invoices.worker import expiry_loop
 from paydesk.notifications.worker import emails_loop
+from paydesk.payouts.processor_worker import processor_payouts_loop
 from paydesk.payouts.worker import payouts_loop
 from paydesk.rates.worker import rates_loop
 from paydesk.webhooks.worker import delivery_loop
@@ -25,6 +26,7 @@ LOOPS = (
     address_pool_loop,
     watchers_loop,
     payouts_loop,
+    processor_payouts_loop,
     rates_loop,
     delivery_loop,
     emails_loop,

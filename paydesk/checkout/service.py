@@ -200,6 +200,13 @@ class CheckoutService:
         await session.flush()
         return customer
 
+    async def customer(
+        self, session: AsyncSession, merchant_id: uuid.UUID, environment: str, draft: CustomerDraft
+    ) -> CheckoutCustomer:
+        """The same customer record for other flows: a payout's beneficiary is a customer
+        of the merchant too."""
+        return await self._customer(session, merchant_id, environment, draft)
+
     async def find(
         self, session: AsyncSession, merchant_id: uuid.UUID, environment: str, payment_id: str
     ) -> FoundPayment:

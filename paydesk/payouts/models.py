@@ -5,6 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     ForeignKey,
@@ -21,15 +22,18 @@ from paydesk.db import Amount, Base, BigId, UTCDateTime, new_uuid, utcnow
 
 
 class Payout(Base):
-    """Coins leaving a balance for an address. The API's `status` says where it stands for
-    the merchant; `stage` says where the sending stands, step by step, so a worker that
-    dies at any point knows on restart exactly what was done and never sends twice."""
+    """Money leaving a balance: coins sent to an address on a chain (rail `chain`), or a
+    payment processor paying a recipient (rail `processor`: mobile money, the sandbox's
+    test payout gateway). The API's `status` says where it stands for the merchant; `stage`
+    says where the sending stands, step by step, so a worker that dies at any point knows
+    on restart exactly what was done and never sends twice."""
 
     __tablename__ = "payouts"
     __table_args__ = (
         UniqueConstraint("merchant_id", "order_id"),
         Index("ix_payouts_merchant_id_id", "merchant_id", "id"),
         Index("ix_payouts_network_stage", "network", "stage"),
+        Index("ix_payouts_rail_stage", "rail", "stage"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -40,6 +44,8 @@ class Payout(Base):
     #: payout (asked through the API) or wallet_refund (held deposits sent back).
     purpose: Mapped[str] = mapped_column(String(16), default="payout")
     wallet_id: Mapped[int | None] = mapped_column(ForeignKey("static_wallets.id"))
+    #: chain (the hot wallet sends coins) or processor (a payout connector pays).
+    rail: Mapped[str] = mapped_column(String(16), default="chain", server_default="chain")
 
     # What was asked.
     amount: Mapped[Decimal] = mapped_column(Amount)
@@ -95,8 +101,29 @@ class Payout(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # A processor payout (the Moneroo dialect): `network` is the gateway's code, `address`
+    # the recipient's number and `txid` the gateway's transaction id.
+    #: The public id, `po_` and 12 lowercase letters and digits.
+    public_id: Mapped[str | None] = mapped_column(String(20), unique=True)
+    #: sandbox or live: the key that made it decides, and only that key's mode sees it.
+    environment: Mapped[str | None] = mapped_column(String(8))
+    #: The payout method's code.
+    method: Mapped[str | None] = mapped_column(String(32))
+    #: The method's recipient fields as digits (`{"msisdn": "22951345020"}`).
+    recipient: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(String(255))
+    #: The merchant's key → string pairs (`metadata` is taken by SQLAlchemy).
+    extra: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("checkout_customers.id"))
+    #: The gateway's own word for the transaction's state, and why it failed.
+    gateway_status: Mapped[str | None] = mapped_column(String(64))
+    failure_message: Mapped[str | None] = mapped_column(String(255))
+    failure_error_code: Mapped[str | None] = mapped_column(String(64))
+    failure_error_type: Mapped[str | None] = mapped_column(String(64))
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    #: Handed to the chain's node, or to the processor (a processor payout's `pending_at`).
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -9,21 +9,31 @@ transaction as the status change it belongs to (and that change's webhook event)
   hot wallet and the fee, which is the platform's income; the network fee the transaction
   really cost is the platform's expense;
 * failed or cancelled: the reserve goes back where it came from.
+
+Two rails share this core. On the `chain` rail the hot wallet sends coins (the payout
+worker) and the Cryptomus dialect shows the payout. On the `processor` rail a payout
+connector has a processor pay a recipient in fiat (the Moneroo dialect): no fee, and the
+paid reserve settles against what the processor holds for the platform instead of the
+coins on chain; its events are Moneroo's `payout.*`, fanned out to the merchant's
+endpoints of the payout's environment.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.catalogue.models import Service
 from paydesk.catalogue.service import Catalogue
 from paydesk.chains.registry import normalize_address
+from paydesk.checkout.methods import Method
+from paydesk.checkout.models import CheckoutCustomer
 from paydesk.db import dialect_insert, utcnow
 from paydesk.invoices import pricing
 from paydesk.ledger import service as ledger
@@ -31,6 +41,7 @@ from paydesk.ledger.models import Account, AccountKind
 from paydesk.merchants.models import Merchant
 from paydesk.money import MONEY, percent_of, quantum, round_half_up, round_up
 from paydesk.pagination import Cursor, HistoryFilter, Page, history_page
+from paydesk.payouts.connectors import PayoutConnector, PayoutResult
 from paydesk.payouts.models import Payout, PayoutAddress
 from paydesk.rates.service import RatesService
 from paydesk.webhooks import service as webhooks
@@ -48,6 +59,10 @@ APPROVAL, QUEUED, SIGNED, SENT, DONE, FAILED = (
 
 #: Stages whose reserve was paid out or given back.
 SETTLED_STAGES = frozenset({DONE, FAILED})
+#: How a payout leaves: coins from the hot wallet, or a processor paying in fiat.
+CHAIN, PROCESSOR = "chain", "processor"
+#: The Moneroo event a processor payout entering a stage announces (none for `pending`).
+PROCESSOR_EVENTS = {QUEUED: "payout.initiated", DONE: "payout.success", FAILED: "payout.failed"}
 PRIORITIES = ("recommended", "economy", "high", "highest")
 #: The only balance a payout in another coin may be paid from (spec 7).
 CONVERTIBLE_FROM = "USDT"
@@ -117,6 +132,10 @@ class NotPending(PayoutError):
     """Approving or rejecting a payout that is not waiting for it."""
 
 
+class NoPayoutConnector(PayoutError):
+    """Nothing can pay this method in this mode (a processor not configured)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PayoutDraft:
     """A payout request, already validated for shape by a dialect."""
@@ -133,6 +152,19 @@ class PayoutDraft:
     course_source: str | None = None
     priority: str = "recommended"
     memo: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorPayoutDraft:
+    """A payout a processor pays, already validated by a dialect (the currency is the
+    method's, the recipient has the method's fields as digits)."""
+
+    amount: Decimal
+    currency: str
+    method: Method
+    recipient: dict[str, str]
+    description: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +200,12 @@ class PayoutService:
         rates: RatesService,
         *,
         approval_usd: Decimal | None = None,
+        connectors: Sequence[PayoutConnector] = (),
     ) -> None:
         self.catalogue = catalogue
         self.rates = rates
         self.approval_usd = approval_usd
+        self.connectors = list(connectors)
 
     # ---------------------------------------------------------------- accepting
     async def create(
@@ -184,11 +218,7 @@ class PayoutService:
             if existing is not None:
                 return CreateResult(existing, created=False)
         now = utcnow()
-        merchant = await session.get_one(Merchant, merchant_id)
-        if merchant.payouts_blocked or (
-            merchant.payouts_held_until is not None and merchant.payouts_held_until > now
-        ):
-            raise PayoutsForbidden()
+        merchant = await self._refuse_if_held(session, merchant_id)
         terms = await self._terms(draft)
         network = self.catalogue.network(terms.service.network)
         assert network is not None
@@ -210,6 +240,7 @@ class PayoutService:
             merchant_id=merchant_id,
             order_id=draft.order_id,
             purpose="payout",
+            rail=CHAIN,
             amount=draft.amount,
             currency=self.catalogue.currency(draft.currency).code,  # type: ignore[union-attr]
             network=network.code,
@@ -256,6 +287,139 @@ class PayoutService:
                 raise NotEnoughToConvert(terms.source_currency, terms.service.currency) from None
             raise
         return CreateResult(payout, created=True)
+
+    async def _refuse_if_held(self, session: AsyncSession, merchant_id: uuid.UUID) -> Merchant:
+        """The merchant, unless its payouts are blocked or held after a key change."""
+        merchant = await session.get_one(Merchant, merchant_id)
+        if merchant.payouts_blocked or (
+            merchant.payouts_held_until is not None and merchant.payouts_held_until > utcnow()
+        ):
+            raise PayoutsForbidden()
+        return merchant
+
+    # ---------------------------------------------------------------- processor rail
+    def connector_for(self, method: Method, environment: str) -> PayoutConnector | None:
+        return next((c for c in self.connectors if c.handles(method, environment)), None)
+
+    def connector_named(self, short_code: str) -> PayoutConnector | None:
+        return next((c for c in self.connectors if c.short_code == short_code), None)
+
+    async def create_processor(
+        self,
+        session: AsyncSession,
+        merchant_id: uuid.UUID,
+        environment: str,
+        draft: ProcessorPayoutDraft,
+        customer: CheckoutCustomer,
+    ) -> Payout:
+        """Accept a payout a processor pays and reserve its amount from the merchant's
+        balance in that currency (sandbox money in its own book), or raise without writing
+        anything (ledger.InsufficientFunds: the balance does not cover it). The gateway
+        is chosen now, so what cannot be paid is never accepted."""
+        # Imported here: the checkout service reaches this module through the deposits.
+        from paydesk.checkout.service import public_id
+
+        connector = self.connector_for(draft.method, environment)
+        if connector is None:
+            raise NoPayoutConnector(draft.method.short_code)
+        await self._refuse_if_held(session, merchant_id)
+        book = "" if environment == "live" else environment
+        source = await ledger.account(
+            session, AccountKind.MERCHANT_BUSINESS, draft.currency, owner=merchant_id,
+            network=book,
+        )  # fmt: skip
+        now = utcnow()
+        payout = Payout(
+            uuid=uuid.uuid4(),
+            merchant_id=merchant_id,
+            purpose="payout",
+            rail=PROCESSOR,
+            amount=draft.amount,
+            currency=draft.currency,
+            network=connector.short_code,
+            network_shown=connector.short_code,
+            address=next(iter(draft.recipient.values()), ""),
+            is_subtract=False,
+            priority="recommended",
+            payer_currency=draft.currency,
+            payer_amount=draft.amount,
+            source_currency=draft.currency,
+            source_account_id=source.id,
+            merchant_amount=draft.amount,
+            commission=Decimal(0),
+            fee=Decimal(0),
+            balance_after=Decimal(0),
+            book=book,
+            status=PROCESS,
+            stage=QUEUED,
+            public_id=public_id("po_"),
+            environment=environment,
+            method=draft.method.short_code,
+            recipient=dict(draft.recipient),
+            description=draft.description,
+            extra=dict(draft.metadata),
+            customer_id=customer.id,
+            created_at=now,
+            updated_at=now,
+            next_attempt_at=now,
+            attempts=0,
+        )
+        session.add(payout)
+        await session.flush()
+        await self.announce(session, payout)
+        await self._reserve(session, payout, source)
+        return payout
+
+    async def hand_to_processor(self, session: AsyncSession, payout: Payout) -> None:
+        """Queued → sent (`pending` for the merchant), written before the processor is
+        asked, so a worker that dies meanwhile asks about it rather than starting it
+        again. Pending announces nothing (Moneroo has no such event)."""
+        now = utcnow()
+        payout.stage = SENT
+        payout.sent_at = payout.updated_at = now
+        payout.attempts += 1
+        await session.flush()
+
+    async def apply_processor_result(
+        self, session: AsyncSession, payout: Payout, result: PayoutResult
+    ) -> None:
+        """What the processor says about a sent payout: paid (the reserve pays the
+        processor's holdings), failed (the reserve goes back) or still pending."""
+        if result.gateway_transaction_id is not None:
+            payout.txid = result.gateway_transaction_id
+        payout.gateway_status = result.gateway_status
+        payout.failure_message = result.failure_message
+        payout.failure_error_code = result.failure_error_code
+        payout.failure_error_type = result.failure_error_type
+        payout.last_error = None
+        payout.updated_at = utcnow()
+        if result.outcome == "success":
+            await self.mark_paid(session, payout)
+        elif result.outcome == "failed":
+            await self.mark_failed(session, payout, (result.failure_error_code or "declined")[:32])
+        else:
+            await session.flush()
+
+    async def find_processor(
+        self, session: AsyncSession, merchant_id: uuid.UUID, environment: str, payout_id: str
+    ) -> tuple[Payout, CheckoutCustomer]:
+        """The merchant's processor payout in this mode, or PayoutNotFound (another
+        merchant's, or the other mode's, does not exist for the caller)."""
+        row = (
+            await session.execute(
+                select(Payout, CheckoutCustomer)
+                .join(CheckoutCustomer, CheckoutCustomer.id == Payout.customer_id)
+                .where(
+                    Payout.public_id == payout_id,
+                    Payout.merchant_id == merchant_id,
+                    Payout.environment == environment,
+                    Payout.rail == PROCESSOR,
+                )
+            )
+        ).first()
+        if row is None:
+            raise PayoutNotFound(payout_id)
+        return row[0], row[1]
 
     async def refund_held(
         self,
@@ -406,10 +570,11 @@ class PayoutService:
 
     @staticmethod
     async def _insert(session: AsyncSession, payout: Payout) -> Payout | None:
+        # By attribute: a column's name may differ from it (`extra` is `metadata`).
         values = {
-            column.key: getattr(payout, column.key)
-            for column in Payout.__table__.columns
-            if column.key != "id"
+            attr.columns[0].key: getattr(payout, attr.key)
+            for attr in inspect(Payout).column_attrs
+            if attr.key != "id"
         }
         inserted = await session.execute(
             dialect_insert(session, Payout)
@@ -478,12 +643,15 @@ class PayoutService:
         )
 
     async def _settle(self, session: AsyncSession, payout: Payout) -> None:
-        """The coins left: the reserve pays them and the fee."""
+        """The money left: the reserve pays it and the fee."""
         reserve = await self._reserve_account(session, payout)
         coin = payout.payer_currency
-        holdings = await ledger.account(
-            session, AccountKind.ONCHAIN_HOLDINGS, coin, network=payout.network
-        )
+        # What paid it: the coins on chain, or what the processor (network: the gateway's
+        # code) holds for the platform.
+        kind = AccountKind.PROCESSOR_HOLDINGS if payout.rail == PROCESSOR else (
+            AccountKind.ONCHAIN_HOLDINGS
+        )  # fmt: skip
+        holdings = await ledger.account(session, kind, coin, network=payout.network)
         income = await ledger.account(
             session, AccountKind.PLATFORM_COMMISSION, coin, network=payout.book
         )
@@ -512,11 +680,17 @@ class PayoutService:
 
     # ---------------------------------------------------------------- moving on
     async def mark_paid(
-        self, session: AsyncSession, payout: Payout, native: str, network_fee: Decimal
+        self,
+        session: AsyncSession,
+        payout: Payout,
+        native: str | None = None,
+        network_fee: Decimal = Decimal(0),
     ) -> None:
+        """Settle the reserve (and book the network fee a chain transaction cost)."""
         await self._settle(session, payout)
-        await self._book_network_fee(session, payout, native, network_fee)
-        payout.network_fee = network_fee
+        if native is not None:
+            await self._book_network_fee(session, payout, native, network_fee)
+            payout.network_fee = network_fee
         await self._finish(session, payout, PAID, DONE)
 
     async def mark_failed(
@@ -578,6 +752,9 @@ class PayoutService:
 
     async def announce(self, session: AsyncSession, payout: Payout) -> None:
         """Record the payout's state as a webhook event, in the caller's transaction."""
+        if payout.rail == PROCESSOR:
+            await self._announce_processor(session, payout)
+            return
         await webhooks.record(
             session,
             merchant_id=payout.merchant_id,
@@ -585,6 +762,27 @@ class PayoutService:
             subject_uuid=payout.uuid,
             url=payout.url_callback,
             payload=snapshot(payout),
+        )
+
+    async def _announce_processor(self, session: AsyncSession, payout: Payout) -> None:
+        """Moneroo's event of the stage entered, to the merchant's endpoints of the
+        payout's environment."""
+        event = PROCESSOR_EVENTS.get(payout.stage)
+        if event is None:
+            return
+        assert payout.customer_id is not None
+        customer = await session.get_one(CheckoutCustomer, payout.customer_id)
+        await webhooks.record(
+            session,
+            merchant_id=payout.merchant_id,
+            topic=f"checkout.{event}",
+            subject_uuid=payout.uuid,
+            url=None,
+            payload={
+                "event": event,
+                "environment": payout.environment,
+                "data": processor_snapshot(payout, customer),
+            },
         )
 
     # ---------------------------------------------------------------- reading
@@ -601,7 +799,11 @@ class PayoutService:
             found = await self._by_order(session, merchant_id, order_id)
         else:
             found = await session.scalar(
-                select(Payout).where(Payout.merchant_id == merchant_id, Payout.uuid == payout_uuid)
+                select(Payout).where(
+                    Payout.merchant_id == merchant_id,
+                    Payout.uuid == payout_uuid,
+                    Payout.rail == CHAIN,
+                )
             )
         if found is None:
             raise PayoutNotFound(str(order_id or payout_uuid))
@@ -615,7 +817,7 @@ class PayoutService:
         cursor: Cursor | None,
         per_page: int,
     ) -> Page[Payout]:
-        stmt = select(Payout).where(Payout.merchant_id == merchant_id)
+        stmt = select(Payout).where(Payout.merchant_id == merchant_id, Payout.rail == CHAIN)
         return await history_page(session, stmt, Payout.id, Payout.created_at, filters,
                                   cursor, per_page)  # fmt: skip
 
@@ -671,4 +873,38 @@ def snapshot(payout: Payout) -> dict[str, Any]:
         "payer_currency": payout.payer_currency,
         "payer_amount": f"{payout.payer_amount:f}",
         "txid": payout.txid,
+    }
+
+
+def processor_status(payout: Payout) -> str:
+    """A processor payout's status as Moneroo names it: `initiated` while queued,
+    `pending` once handed to the processor, then `success` or `failed`."""
+    if payout.stage == DONE:
+        return "success"
+    if payout.stage == FAILED:
+        return "failed"
+    if payout.stage in (SIGNED, SENT):
+        return "pending"
+    return "initiated"
+
+
+def processor_snapshot(payout: Payout, customer: CheckoutCustomer) -> dict[str, Any]:
+    """A processor payout as its Moneroo event records it, the amount as exact text."""
+    return {
+        "id": payout.public_id,
+        "status": processor_status(payout),
+        "amount": f"{payout.amount:f}",
+        "currency": payout.currency,
+        "description": payout.description or "",
+        "environment": payout.environment,
+        "metadata": dict(payout.extra or {}),
+        "customer": {
+            "id": customer.public_id,
+            "email": customer.email,
+            "first_name": customer.first_name,
+            "last_name": customer.last_name,
+            "phone": customer.phone,
+        },
+        "method": payout.method,
+        "created_at": payout.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }

@@ -20,8 +20,11 @@ from paydesk.checkout.methods import (
     MethodField,
     format_amount,
 )
+from paydesk.checkout.models import CheckoutCustomer
 from paydesk.checkout.service import FoundPayment
 from paydesk.merchants.moneroo_keys import MonerooCaller, app_id
+from paydesk.payouts.models import Payout
+from paydesk.payouts.service import processor_status
 
 #: Country names as Moneroo shows them (English).
 ENGLISH = Locale("en")
@@ -150,6 +153,39 @@ def country_name(code: str | None) -> str | None:
     return ENGLISH.territories.get(code.upper())
 
 
+def app_object(caller: MonerooCaller) -> dict[str, Any]:
+    """The merchant's application, as payments and payouts carry it."""
+    return {
+        "id": app_id(caller.merchant_id),
+        "name": caller.app_name,
+        "website_url": None,
+        "icon_url": None,
+        "created_at": timestamp(caller.created_at),
+        "updated_at": timestamp(caller.updated_at),
+        "is_enabled": caller.enabled,
+    }
+
+
+def customer_object(customer: CheckoutCustomer) -> dict[str, Any]:
+    """Who pays, or who is paid."""
+    return {
+        "id": customer.public_id,
+        "first_name": customer.first_name,
+        "last_name": customer.last_name,
+        "email": customer.email,
+        "phone": customer.phone,
+        "address": customer.address,
+        "city": customer.city,
+        "state": customer.state,
+        "country_code": customer.country_code,
+        "country": country_name(customer.country_code),
+        "zip_code": customer.zip_code,
+        "profile_url": None,
+        "created_at": timestamp(customer.created_at),
+        "updated_at": timestamp(customer.updated_at),
+    }
+
+
 def payment_object(
     found: FoundPayment, caller: MonerooCaller, catalogue: MethodCatalogue, base_url: str
 ) -> dict[str, Any]:
@@ -210,34 +246,60 @@ def payment_object(
         "checkout_url": f"{base_url}/moneroo/checkout/{payment.public_id}",
         "payment_phone_number": payment.phone_number,
         "metadata": payment.extra or {},
-        "app": {
-            "id": app_id(caller.merchant_id),
-            "name": caller.app_name,
-            "website_url": None,
-            "icon_url": None,
-            "created_at": timestamp(caller.created_at),
-            "updated_at": timestamp(caller.updated_at),
-            "is_enabled": caller.enabled,
-        },
-        "customer": {
-            "id": customer.public_id,
-            "first_name": customer.first_name,
-            "last_name": customer.last_name,
-            "email": customer.email,
-            "phone": customer.phone,
-            "address": customer.address,
-            "city": customer.city,
-            "state": customer.state,
-            "country_code": customer.country_code,
-            "country": country_name(customer.country_code),
-            "zip_code": customer.zip_code,
-            "profile_url": None,
-            "created_at": timestamp(customer.created_at),
-            "updated_at": timestamp(customer.updated_at),
-        },
+        "app": app_object(caller),
+        "customer": customer_object(customer),
         "capture": capture,
         "method": method,
         "gateway": gateway,
         "context": payment.context,
         "created_at": timestamp(payment.created_at),
+    }
+
+
+# ---------------------------------------------------------------------- payouts
+def payout_object(
+    payout: Payout, customer: CheckoutCustomer, caller: MonerooCaller, catalogue: MethodCatalogue
+) -> dict[str, Any]:
+    """A processor payout as verify and retrieve return it (spec 11.4): the disbursement
+    (method, gateway and the gateway's answer) and when each status was reached. Amounts
+    are JSON numbers."""
+    currency = catalogue.currency(payout.currency)
+    method = catalogue.payout_method(payout.method or "")
+    assert currency is not None and method is not None and payout.public_id is not None
+    status = processor_status(payout)
+    final = status in ("success", "failed")
+    return {
+        "id": payout.public_id,
+        "status": status,
+        "amount": json_number(payout.amount),
+        "amount_formatted": format_amount(payout.amount, currency),
+        "currency": currency_object(currency),
+        "description": payout.description or "",
+        "environment": payout.environment,
+        "metadata": payout.extra or {},
+        "app": app_object(caller),
+        "customer": customer_object(customer),
+        "disburse": {
+            "id": str(payout.uuid),
+            "identifier": "pd_" + payout.public_id.removeprefix("po_"),
+            "failure_message": payout.failure_message,
+            "failure_error_code": payout.failure_error_code,
+            "failure_error_type": payout.failure_error_type,
+            "method": method_summary(method),
+            "gateway": {
+                **gateway_object(method, payout=True),
+                "transaction_id": payout.txid,
+                "transaction_status": payout.gateway_status,
+                "transaction_failure_message": payout.failure_message,
+            },
+        },
+        "failed_at": timestamp(payout.finished_at) if status == "failed" else None,
+        "pending_at": timestamp(payout.sent_at),
+        "success_at": timestamp(payout.finished_at) if status == "success" else None,
+        # Processed by the processor: there is nothing for the merchant to mark.
+        "is_processed": final,
+        "processed_at": timestamp(payout.finished_at) if final else None,
+        "initiated_at": timestamp(payout.created_at),
+        "payout_phone_number": payout.address,
+        "created_at": timestamp(payout.created_at),
     }

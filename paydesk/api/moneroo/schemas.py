@@ -10,9 +10,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from paydesk.api.moneroo.envelope import ValidationFailed, field_error
-from paydesk.checkout.methods import MethodCatalogue
+from paydesk.checkout.methods import Currency, Method, MethodCatalogue
 from paydesk.checkout.service import CustomerDraft, PaymentDraft
 from paydesk.money import parse_decimal
+from paydesk.payouts.service import ProcessorPayoutDraft
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ALPHA2 = re.compile(r"^[A-Za-z]{2}$")
@@ -86,31 +87,8 @@ def parse_initialize(data: Any, catalogue: MethodCatalogue) -> PaymentDraft:
         if currency_info is None:
             errors.add("currency", "The selected currency is not supported.")
 
-    amount = None
-    raw_amount = data.get("amount")
-    if raw_amount is None or raw_amount == "":
-        errors.required("amount")
-    else:
-        amount = parse_decimal(raw_amount)
-        if amount is None:
-            errors.add("amount", "The amount field must be a number.")
-        elif amount <= 0:
-            errors.add("amount", "The amount field must be greater than 0.")
-            amount = None
-        elif currency_info is not None:
-            places = currency_info.decimal_digits
-            if amount != amount.quantize(Decimal(1).scaleb(-places)):
-                errors.add("amount", f"The amount field must have at most {places} decimal "
-                           f"places for {currency_info.code}.")  # fmt: skip
-
-    description = data.get("description")
-    if description is not None and not isinstance(description, str):
-        errors.add("description", "The description field must be a string.")
-        description = None
-    description = (description or "").strip()
-    if len(description) > MAX_DESCRIPTION:
-        errors.add("description", f"The description field must not be greater than "
-                   f"{MAX_DESCRIPTION} characters.")  # fmt: skip
+    amount = _amount(data.get("amount"), currency_info, errors)
+    description = _description(data.get("description"), errors)
 
     return_url = _text(data.get("return_url"))
     if return_url is None:
@@ -160,6 +138,37 @@ def parse_initialize(data: Any, catalogue: MethodCatalogue) -> PaymentDraft:
         restricted_phone=phone,
         restricted_phone_country=phone_country,
     )
+
+
+def _amount(value: Any, currency: Currency | None, errors: _Errors) -> Decimal | None:
+    """A positive amount, no finer than the currency's digits."""
+    if value is None or value == "":
+        errors.required("amount")
+        return None
+    amount = parse_decimal(value)
+    if amount is None:
+        errors.add("amount", "The amount field must be a number.")
+    elif amount <= 0:
+        errors.add("amount", "The amount field must be greater than 0.")
+        return None
+    elif currency is not None:
+        places = currency.decimal_digits
+        if amount != amount.quantize(Decimal(1).scaleb(-places)):
+            errors.add("amount", f"The amount field must have at most {places} decimal "
+                       f"places for {currency.code}.")  # fmt: skip
+    return amount
+
+
+def _description(value: Any, errors: _Errors) -> str:
+    """Optional text ("" when absent), at most MAX_DESCRIPTION characters."""
+    if value is not None and not isinstance(value, str):
+        errors.add("description", "The description field must be a string.")
+        value = None
+    description = (value or "").strip()
+    if len(description) > MAX_DESCRIPTION:
+        errors.add("description", f"The description field must not be greater than "
+                   f"{MAX_DESCRIPTION} characters.")  # fmt: skip
+    return description
 
 
 def _customer(value: Any, errors: _Errors) -> CustomerDraft | None:
@@ -262,3 +271,92 @@ def _phone_country(value: Any, catalogue: MethodCatalogue, errors: _Errors) -> s
         "The restricted phone.country code field must be a valid country code.",
     )
     return None
+
+
+# ---------------------------------------------------------------------- payouts
+def parse_payout(
+    data: Any, catalogue: MethodCatalogue, environment: str
+) -> tuple[ProcessorPayoutDraft, CustomerDraft]:
+    """A payout `initialize` body: the payment rules for amount, description, customer
+    and metadata, a known payout method usable in this mode, its currency, and the
+    method's recipient fields (inside `recipient`, or top level when `recipient` is absent,
+    as the official SDKs' tests send `account_number`)."""
+    if not isinstance(data, dict):
+        raise ValidationFailed([field_error("body", "The request body must be a JSON object.")])
+    errors = _Errors()
+
+    method = None
+    code = _text(data.get("method"))
+    if code is None:
+        errors.required("method")
+    elif not isinstance(data.get("method"), str) or catalogue.payout_method(code) is None:
+        errors.add("method", "The selected method is invalid.")
+    else:
+        method = catalogue.payout_method(code)
+        assert method is not None
+        if method.sandbox_only and environment != "sandbox":
+            errors.add("method", "The selected method is only available in sandbox mode.")
+            method = None
+
+    currency = _text(data.get("currency"))
+    currency_info = None
+    if currency is None:
+        errors.required("currency")
+    else:
+        currency = currency.upper()
+        currency_info = catalogue.currency(currency)
+        if currency_info is None:
+            errors.add("currency", "The selected currency is not supported.")
+        elif method is not None and method.currency != currency:
+            errors.add("currency", f"The currency field must be {method.currency} for the "
+                       f"{method.short_code} method.")  # fmt: skip
+
+    amount = _amount(data.get("amount"), currency_info, errors)
+    description = _description(data.get("description"), errors)
+    customer = _customer(data.get("customer"), errors)
+    metadata = _metadata(data.get("metadata"), errors)
+    recipient = _recipient(data, method, errors) if method is not None else {}
+
+    if errors.items:
+        raise ValidationFailed(errors.items)
+    assert amount is not None and currency is not None and method is not None
+    assert customer is not None
+    draft = ProcessorPayoutDraft(
+        amount=amount,
+        currency=currency,
+        method=method,
+        recipient=recipient,
+        description=description,
+        metadata=metadata,
+    )
+    return draft, customer
+
+
+def _recipient(data: dict[str, Any], method: Method, errors: _Errors) -> dict[str, str]:
+    """The method's recipient fields as digits; each one required. Numbers arrive as
+    strings or integers (the docs say integer, their own examples send strings)."""
+    source = data.get("recipient")
+    if source is None or source == []:
+        source = data  # the top-level fallback
+    elif not isinstance(source, dict):
+        errors.add("recipient", "The recipient field must be an object.")
+        return {}
+    recipient: dict[str, str] = {}
+    for field in method.fields:
+        name = f"recipient.{field.name}"
+        value = source.get(field.name)
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            if value is None or value == "":
+                errors.required(name)
+            else:
+                errors.add(name, f"The {words(name)} field must be a string or an integer.")
+            continue
+        text = str(value).strip()
+        if not text:
+            errors.required(name)
+        elif not text.isascii() or not text.isdigit():
+            errors.add(name, f"The {words(name)} field must contain only digits, with the country "
+                       "prefix and without +.")  # fmt: skip
+        else:
+            recipient[field.name] = text
+    return recipient
