@@ -76,3 +76,49 @@ async def create(request: Request) -> JSONResponse:
             },
         }
     )
+
+
+BEARER = os.environ.get("BENCH_BEARER", "")
+
+
+class Customer(BaseModel):
+    email: str = Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    first_name: str = Field(max_length=100)
+    last_name: str = Field(max_length=100)
+
+
+class MonerooBody(BaseModel):
+    amount: Decimal = Field(gt=0)
+    currency: str = Field(min_length=3, max_length=3)
+    description: str = Field(default="", max_length=155)
+    return_url: str = Field(max_length=2000)
+    customer: Customer
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=10)
+
+
+@app.post("/v1/payments/initialize")
+async def initialize(request: Request) -> JSONResponse:
+    """The least a Moneroo initialize can do: the Bearer key, the body validated, one row."""
+    header = request.headers.get("authorization", "")
+    if not hmac.compare_digest(header, f"Bearer {BEARER}"):
+        return JSONResponse({"success": False, "message": "Unauthenticated.", "data": None,
+                             "errors": None}, status_code=401)  # fmt: skip
+    body = MonerooBody.model_validate_json(await request.body())
+    now = datetime.now(UTC)
+    payment_id = uuid.uuid4()
+    await request.app.state.pool.execute(
+        "INSERT INTO bench_invoices VALUES ($1, $2, $3, $4, $5, 'initiated', $6, $7)",
+        payment_id,
+        MERCHANT,
+        payment_id.hex,
+        body.amount,
+        body.currency,
+        now,
+        now,
+    )
+    url = f"http://127.0.0.1/moneroo/checkout/{payment_id.hex}"
+    return JSONResponse(
+        {"success": True, "message": "Transaction initialized successfully",
+         "data": {"id": payment_id.hex, "checkout_url": url, "link": url}, "errors": None},
+        status_code=201,
+    )  # fmt: skip

@@ -25,12 +25,14 @@ function init(args)
   index = 0
   headers = {["Content-Type"] = "application/json", ["merchant"] = merchant}
   path = os.getenv("BENCH_PATH") or "/v1/payment"
+  bearer = os.getenv("BENCH_BEARER") or ""
+  if bearer ~= "" then headers["Authorization"] = "Bearer " .. bearer end
 end
 
 function request()
   index = index + 1
   if index > #bodies then index = 1 end
-  headers["sign"] = signs[index]
+  if bearer == "" then headers["sign"] = signs[index] end
   return wrk.format("POST", path, headers, bodies[index])
 end
 

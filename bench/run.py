@@ -1,7 +1,7 @@
 """Signed invoice (or payout) creation through the full Paydesk API against a bare ceiling.
 
     .venv/bin/python bench/run.py [--duration 10] [--rounds 3] [--connections 64]
-                                  [--workers 1] [--scenario fiat|crypto|payout]
+                                  [--workers 1] [--scenario fiat|crypto|payout|moneroo]
 
 Both servers run on 127.0.0.1 against one throwaway PostgreSQL database; wrk loads them in
 interleaved rounds (ceiling, paydesk, ceiling, ...) and the medians are compared, because
@@ -127,6 +127,9 @@ def write_requests(path: Path, count: int, key: str, scenario: str) -> None:
         "crypto": '{"amount":"15","currency":"USDT","network":"devnet","order_id":"bench-%d"}',
         "payout": '{"amount":"1","currency":"USDT","network":"devnet","order_id":"bench-%d",'
         f'"address":"{PAYOUT_DESTINATION}","is_subtract":true}}',
+        "moneroo": '{"amount":100,"currency":"USD","description":"Order %d","return_url":'
+        '"https://shop.example/thanks","customer":{"email":"buyer@example.com",'
+        '"first_name":"Awa","last_name":"Diallo"},"metadata":{"order_id":"1"}}',
     }[scenario]
     key_bytes = key.encode()
     with path.open("w") as handle:
@@ -134,6 +137,24 @@ def write_requests(path: Path, count: int, key: str, scenario: str) -> None:
             body = (template % n).encode()
             sign = hashlib.md5(base64.b64encode(body) + key_bytes, usedforsecurity=False)
             handle.write(f"{sign.hexdigest()}\t{body.decode()}\n")
+
+
+#: Where each scenario posts.
+PATHS = {
+    "fiat": "/v1/payment",
+    "crypto": "/v1/payment",
+    "payout": "/v1/payout",
+    "moneroo": "/v1/payments/initialize",
+}
+
+
+def moneroo_key(env: dict[str, str], merchant: str) -> str:
+    """The merchant's sandbox secret key, as `paydesk merchant keys` shows it."""
+    shown = subprocess.run(
+        [PAYDESK, "merchant", "keys", merchant, "--json"],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return str(json.loads(shown.stdout)["moneroo_test_secret_key"])
 
 
 def fund_devnet_balance(base: str, merchant: dict[str, str], env: dict[str, str]) -> None:
@@ -271,10 +292,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--scenario",
-        choices=["fiat", "crypto", "payout"],
+        choices=["fiat", "crypto", "payout", "moneroo"],
         default="fiat",
         help="fiat: payer picks the coin; crypto: USDT with a devnet address; payout: "
-        "1 USDT payouts on the devnet from a funded balance (reserve, row, webhook event)",
+        "1 USDT payouts on the devnet from a funded balance (reserve, row, webhook event); "
+        "moneroo: Moneroo initialize with a sandbox Bearer key",
     )
     args = parser.parse_args()
     args.pool = args.pool or max(8, 32 // args.workers)
@@ -300,7 +322,9 @@ def main() -> None:
         count = (args.duration + 2) * MAX_RATE
         log(f"signing {count} requests ({args.scenario})")
         payout = args.scenario == "payout"
+        moneroo = args.scenario == "moneroo"
         key = merchant["payout_key"] if payout else merchant["payment_key"]
+        bearer = moneroo_key(env, merchant["merchant"]) if moneroo else ""
         write_requests(requests_file, count, key, args.scenario)
 
         ceiling_env = dict(
@@ -308,6 +332,7 @@ def main() -> None:
             BENCH_CEILING_DSN=DSN,
             BENCH_MERCHANT=merchant["merchant"],
             BENCH_PAYMENT_KEY=key,
+            BENCH_BEARER=bearer,
             BENCH_POOL=str(args.pool),
         )
         sql(CEILING_TABLE)
@@ -316,7 +341,8 @@ def main() -> None:
             BENCH_REQUESTS=str(requests_file),
             BENCH_MERCHANT=merchant["merchant"],
             BENCH_THREADS=str(args.threads),
-            BENCH_PATH="/v1/payout" if payout else "/v1/payment",
+            BENCH_PATH=PATHS[args.scenario],
+            BENCH_BEARER=bearer,
         )
         ceiling_port, paydesk_port = free_port(), free_port()
         ceiling_cmd = [
@@ -352,7 +378,9 @@ def main() -> None:
             server(paydesk_cmd, env, paydesk_port) as paydesk,
             running([PAYDESK, "worker"], env),
         ):
-            tables = "payouts" if payout else PAYDESK_TABLES
+            tables = {"payout": "payouts", "moneroo": "checkout_payments"}.get(
+                args.scenario, PAYDESK_TABLES
+            )
             if payout:
                 fund_devnet_balance(paydesk, merchant, env)
             targets = {"ceiling": (ceiling, "bench_invoices"), "paydesk": (paydesk, tables)}
@@ -397,7 +425,9 @@ def report(args: argparse.Namespace, rounds: list[Round]) -> None:
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    name = "payout-create" if args.scenario == "payout" else f"invoice-create-{args.scenario}"
+    name = {"payout": "payout-create", "moneroo": "moneroo-initialize"}.get(
+        args.scenario, f"invoice-create-{args.scenario}"
+    )
     (results / f"{name}-{stamp}.json").write_text(
         json.dumps(
             {
