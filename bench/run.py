@@ -314,6 +314,8 @@ def main() -> None:
         PAYDESK_DATABASE_URL=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}",
         PAYDESK_LOG_LEVEL="warning",
         PAYDESK_DB_POOL_SIZE=str(args.pool),
+        # One key sends every request: Moneroo's per-key limit would refuse nearly all.
+        PAYDESK_MONEROO_RATE_LIMIT_PER_MINUTE="0",
     )
     try:
         subprocess.run([PAYDESK, "migrate"], env=env, check=True, capture_output=True)

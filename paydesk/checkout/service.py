@@ -174,30 +174,39 @@ class CheckoutService:
         self, session: AsyncSession, merchant_id: uuid.UUID, environment: str, draft: CustomerDraft
     ) -> CheckoutCustomer:
         """The customer of this email, created or brought up to date with what was sent
-        (details left out keep their earlier value)."""
+        (details left out keep their earlier value). A returning customer whose details
+        did not change is only read: its row is not locked, so its payments do not wait
+        for each other."""
         now = utcnow()
         key = {"merchant_id": merchant_id, "environment": environment, "email": draft.email}
-        await session.execute(
-            dialect_insert(session, CheckoutCustomer)
-            .values(
-                **key,
-                public_id=public_id(),
-                first_name=draft.first_name,
-                last_name=draft.last_name,
-                created_at=now,
-                updated_at=now,
+        customer = await session.scalar(select(CheckoutCustomer).filter_by(**key))
+        if customer is None:
+            await session.execute(
+                dialect_insert(session, CheckoutCustomer)
+                .values(
+                    **key,
+                    public_id=public_id(),
+                    first_name=draft.first_name,
+                    last_name=draft.last_name,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=list(key))
             )
-            .on_conflict_do_nothing(index_elements=list(key))
-        )
-        customer = await session.scalar(select(CheckoutCustomer).filter_by(**key).with_for_update())
-        assert customer is not None
-        customer.first_name, customer.last_name = draft.first_name, draft.last_name
+            customer = await session.scalar(select(CheckoutCustomer).filter_by(**key))
+            assert customer is not None
+        changes: dict[str, Any] = {}
+        if (customer.first_name, customer.last_name) != (draft.first_name, draft.last_name):
+            changes.update(first_name=draft.first_name, last_name=draft.last_name)
         for name in ("phone", "address", "city", "state", "country_code", "zip_code"):
             value = getattr(draft, name)
-            if value is not None:
+            if value is not None and getattr(customer, name) != value:
+                changes[name] = value
+        if changes:
+            for name, value in changes.items():
                 setattr(customer, name, value)
-        customer.updated_at = now
-        await session.flush()
+            customer.updated_at = now
+            await session.flush()
         return customer
 
     async def customer(
