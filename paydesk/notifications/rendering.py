@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
 from paydesk.web.i18n import Catalogues, Language
-from paydesk.web.templating import TEMPLATES_DIR
+from paydesk.web.templating import template_environment
 
 #: The subject column's size; a longer subject is cut.
 SUBJECT_LENGTH = 255
@@ -33,15 +31,8 @@ class EmailTemplates:
 
     def __init__(self, catalogues: Catalogues | None = None) -> None:
         self.catalogues = catalogues or Catalogues()
-        self.environment = Environment(
-            loader=FileSystemLoader(TEMPLATES_DIR),
-            autoescape=select_autoescape(["html"]),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            extensions=["jinja2.ext.i18n"],
-        )
+        # Text parts keep their last newline.
+        self.environment = template_environment(keep_trailing_newline=True)
 
     def language(self, code: str | None) -> Language:
         """The catalogue of `code` (or of its base language), else English."""

@@ -44,19 +44,26 @@ PAGE_HEADERS = {
 }
 
 
+def template_environment(*, keep_trailing_newline: bool = False) -> Environment:
+    """Jinja for Paydesk's templates (pages and emails): HTML escaped, undefined names an
+    error, the gettext extension for the catalogues."""
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=keep_trailing_newline,
+        extensions=["jinja2.ext.i18n"],
+    )
+
+
 class Pages:
     """Templates and catalogues, built once per process."""
 
     def __init__(self, catalogues: Catalogues | None = None) -> None:
         self.catalogues = catalogues or Catalogues()
-        self.environment = Environment(
-            loader=FileSystemLoader(TEMPLATES_DIR),
-            autoescape=select_autoescape(["html"]),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            extensions=["jinja2.ext.i18n"],
-        )
+        self.environment = template_environment()
         self.environment.globals["static"] = static_url
 
     def language(self, request: Request) -> Language:

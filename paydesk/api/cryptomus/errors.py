@@ -4,17 +4,16 @@ else."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
-from fastapi import Request, Response
+from fastapi import Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic_core import to_json
 
 from paydesk.api.cryptomus.validation import RequestInvalid
+from paydesk.api.routes import guarded_route
 from paydesk.catalogue.service import OutOfLimits
 from paydesk.idempotency.service import IdempotencyConflict, InvalidIdempotencyKey
 from paydesk.invoices.service import (
@@ -152,16 +151,5 @@ def render_exception(exc: Exception) -> Response:
     return JSONResponse(SERVER_ERROR_BODY, status_code=500)
 
 
-class CryptomusRoute(APIRoute):
-    """Every failure inside a Cryptomus endpoint leaves as a Cryptomus body."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def guarded(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Exception as exc:
-                return render_exception(exc)
-
-        return guarded
+#: Every failure inside a Cryptomus endpoint leaves as a Cryptomus body.
+CryptomusRoute = guarded_route(render_exception)

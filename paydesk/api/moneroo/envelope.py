@@ -8,15 +8,14 @@ SDKs map to their exceptions, `data: null`, and a list of error objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
+from fastapi import Response
 from pydantic_core import to_json
 
 from paydesk.api.numbers import with_json_numbers
+from paydesk.api.routes import guarded_route
 
 log = structlog.get_logger(__name__)
 
@@ -81,17 +80,6 @@ def render(exc: Exception) -> Response:
     return MonerooError(SERVER_ERROR, 500, kind="server_error").response()
 
 
-class MonerooRoute(APIRoute):
-    """Every failure inside a Moneroo endpoint leaves in the envelope, never as HTML or an
-    empty body (the PHP SDKs decode every answer as JSON)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def guarded(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Exception as exc:
-                return render(exc)
-
-        return guarded
+#: Every failure inside a Moneroo endpoint leaves in the envelope, never as HTML or an
+#: empty body (the PHP SDKs decode every answer as JSON).
+MonerooRoute = guarded_route(render)
