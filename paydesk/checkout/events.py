@@ -16,6 +16,7 @@ from paydesk.checkout.models import (
     SUCCESS,
     CheckoutCustomer,
     CheckoutPayment,
+    timestamp,
 )
 from paydesk.notifications import checkout as emails
 from paydesk.webhooks import service as webhooks
@@ -27,10 +28,6 @@ EVENT_OF_STATUS = {
     FAILED: "payment.failed",
     CANCELLED: "payment.cancelled",
 }
-
-
-def _timestamp(payment: CheckoutPayment) -> str:
-    return payment.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def snapshot(payment: CheckoutPayment, customer: CheckoutCustomer) -> dict[str, Any]:
@@ -52,7 +49,7 @@ def snapshot(payment: CheckoutPayment, customer: CheckoutCustomer) -> dict[str, 
             "phone": customer.phone,
         },
         "method": payment.method,
-        "created_at": _timestamp(payment),
+        "created_at": timestamp(payment.created_at),
     }
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +15,14 @@ INITIATED, PENDING, SUCCESS, FAILED, CANCELLED = (
     "initiated", "pending", "success", "failed", "cancelled"
 )  # fmt: skip
 FINAL = frozenset({SUCCESS, FAILED, CANCELLED})
+
+
+def timestamp(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with microseconds and Z, as checkout payments and payouts show
+    their times (Moneroo's format)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class CheckoutCustomer(Base):

@@ -49,6 +49,12 @@ def public_id(prefix: str = "") -> str:
     return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
 
 
+def checkout_url(base_url: str, payment_id: str) -> str:
+    """The hosted checkout of a payment. The path says `moneroo`: the official Flutter
+    widget takes any page whose URL lacks the word for the end of the payment."""
+    return f"{base_url}/moneroo/checkout/{payment_id}"
+
+
 class CheckoutError(Exception):
     pass
 
@@ -221,20 +227,12 @@ class CheckoutService:
     ) -> FoundPayment:
         """The merchant's payment in this mode, or PaymentNotFound (another merchant's, or
         the other mode's, does not exist for the caller)."""
-        row = (
-            await session.execute(
-                select(CheckoutPayment, CheckoutCustomer)
-                .join(CheckoutCustomer, CheckoutCustomer.id == CheckoutPayment.customer_id)
-                .where(
-                    CheckoutPayment.public_id == payment_id,
-                    CheckoutPayment.merchant_id == merchant_id,
-                    CheckoutPayment.environment == environment,
-                )
-            )
-        ).first()
-        if row is None:
-            raise PaymentNotFound(payment_id)
-        return FoundPayment(row[0], row[1])
+        return await self._select(
+            session,
+            payment_id,
+            CheckoutPayment.merchant_id == merchant_id,
+            CheckoutPayment.environment == environment,
+        )
 
     async def mark_processed(
         self, session: AsyncSession, merchant_id: uuid.UUID, environment: str, payment_id: str
@@ -268,16 +266,7 @@ class CheckoutService:
 
     async def find_public(self, session: AsyncSession, payment_id: str) -> FoundPayment:
         """A payment by its id alone: the checkout page is opened without any key."""
-        row = (
-            await session.execute(
-                select(CheckoutPayment, CheckoutCustomer)
-                .join(CheckoutCustomer, CheckoutCustomer.id == CheckoutPayment.customer_id)
-                .where(CheckoutPayment.public_id == payment_id)
-            )
-        ).first()
-        if row is None:
-            raise PaymentNotFound(payment_id)
-        return FoundPayment(row[0], row[1])
+        return await self._select(session, payment_id)
 
     async def begin_attempt(
         self,
@@ -475,14 +464,21 @@ class CheckoutService:
         return url
 
     async def _locked(self, session: AsyncSession, payment_id: str) -> FoundPayment:
-        row = (
-            await session.execute(
-                select(CheckoutPayment, CheckoutCustomer)
-                .join(CheckoutCustomer, CheckoutCustomer.id == CheckoutPayment.customer_id)
-                .where(CheckoutPayment.public_id == payment_id)
-                .with_for_update(of=CheckoutPayment)
-            )
-        ).first()
+        return await self._select(session, payment_id, lock=True)
+
+    @staticmethod
+    async def _select(
+        session: AsyncSession, payment_id: str, *conditions: Any, lock: bool = False
+    ) -> FoundPayment:
+        """The payment and its customer, or PaymentNotFound."""
+        query = (
+            select(CheckoutPayment, CheckoutCustomer)
+            .join(CheckoutCustomer, CheckoutCustomer.id == CheckoutPayment.customer_id)
+            .where(CheckoutPayment.public_id == payment_id, *conditions)
+        )
+        if lock:
+            query = query.with_for_update(of=CheckoutPayment)
+        row = (await session.execute(query)).first()
         if row is None:
             raise PaymentNotFound(payment_id)
         return FoundPayment(row[0], row[1])
@@ -492,7 +488,7 @@ class CheckoutService:
         """A crypto method pays through a Paydesk invoice for the same amount: the payer
         picks coin and network on its payment page, which sends them back here."""
         assert self.invoices is not None
-        back = f"{self.base_url}/moneroo/checkout/{payment.public_id}/return"
+        back = checkout_url(self.base_url, payment.public_id) + "/return"
         draft = InvoiceDraft(
             amount=payment.amount,
             currency=payment.currency,

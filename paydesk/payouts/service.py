@@ -33,7 +33,7 @@ from paydesk.catalogue.models import Service
 from paydesk.catalogue.service import Catalogue
 from paydesk.chains.registry import normalize_address
 from paydesk.checkout.methods import Method
-from paydesk.checkout.models import CheckoutCustomer
+from paydesk.checkout.models import CheckoutCustomer, timestamp
 from paydesk.db import dialect_insert, utcnow
 from paydesk.invoices import pricing
 from paydesk.ledger import service as ledger
@@ -906,5 +906,5 @@ def processor_snapshot(payout: Payout, customer: CheckoutCustomer) -> dict[str, 
             "phone": customer.phone,
         },
         "method": payout.method,
-        "created_at": payout.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "created_at": timestamp(payout.created_at),
     }

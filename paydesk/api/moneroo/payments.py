@@ -14,7 +14,13 @@ from paydesk.api.moneroo.envelope import MonerooError, MonerooRoute, not_found, 
 from paydesk.api.moneroo.ratelimit import RateLimiter
 from paydesk.api.moneroo.responses import payment_object
 from paydesk.api.moneroo.schemas import parse_initialize
-from paydesk.checkout.service import FoundPayment, NoMethodAvailable, NotPaid, PaymentNotFound
+from paydesk.checkout.service import (
+    FoundPayment,
+    NoMethodAvailable,
+    NotPaid,
+    PaymentNotFound,
+    checkout_url,
+)
 from paydesk.context import Context
 from paydesk.merchants.moneroo_keys import MonerooCaller, key_digest
 
@@ -99,12 +105,6 @@ async def initialize(request: Request) -> Response:
         {"id": found.payment.public_id, "checkout_url": url, "link": url},
         status=201,
     )
-
-
-def checkout_url(base_url: str, payment_id: str) -> str:
-    """The hosted checkout. The path says `moneroo`: the official Flutter widget takes any
-    page whose URL lacks the word for the end of the payment."""
-    return f"{base_url}/moneroo/checkout/{payment_id}"
 
 
 async def _found(request: Request, payment_id: str) -> tuple[FoundPayment, MonerooCaller]:

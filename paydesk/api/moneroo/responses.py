@@ -6,7 +6,6 @@ every key is always present and icons, which Paydesk does not host yet, are `nul
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from babel import Locale
@@ -20,8 +19,8 @@ from paydesk.checkout.methods import (
     MethodField,
     format_amount,
 )
-from paydesk.checkout.models import CheckoutCustomer
-from paydesk.checkout.service import FoundPayment
+from paydesk.checkout.models import CheckoutCustomer, timestamp
+from paydesk.checkout.service import FoundPayment, checkout_url
 from paydesk.merchants.moneroo_keys import MonerooCaller, app_id
 from paydesk.payouts.models import Payout
 from paydesk.payouts.service import processor_status
@@ -140,13 +139,6 @@ def method_object(
 
 
 # ---------------------------------------------------------------------- payments
-def timestamp(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with microseconds and Z, as Moneroo writes times."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def country_name(code: str | None) -> str | None:
     if code is None:
         return None
@@ -243,7 +235,7 @@ def payment_object(
         "return_url": payment.return_url,
         "environment": payment.environment,
         "initiated_at": timestamp(payment.initiated_at),
-        "checkout_url": f"{base_url}/moneroo/checkout/{payment.public_id}",
+        "checkout_url": checkout_url(base_url, payment.public_id),
         "payment_phone_number": payment.phone_number,
         "metadata": payment.extra or {},
         "app": app_object(caller),
