@@ -28,6 +28,7 @@ from paydesk.api.moneroo.payouts import router as moneroo_payouts_router
 from paydesk.checkout.router import router as checkout_router
 from paydesk.config import Settings
 from paydesk.context import Context, build_context
+from paydesk.dashboard import router as dashboard
 from paydesk.logs import configure_logging
 from paydesk.paypage.router import router as paypage_router
 from paydesk.web.templating import STATIC_PATH, Pages, static_files
@@ -134,6 +135,7 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
     app.include_router(testmode_router)
     app.include_router(paypage_router)
     app.include_router(checkout_router)
+    dashboard.install(app)
     app.mount(STATIC_PATH, static_files(), name="static")
     app.state.pages = Pages()
 
@@ -147,6 +149,8 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         path = request.url.path
+        if path.startswith(dashboard.DASHBOARD):
+            return dashboard.error_page(request, exc)
         if path.startswith(MONEROO_PREFIXES):
             # Moneroo's own wording; its SDKs decode every answer as the envelope.
             route = path.strip("/")

@@ -255,6 +255,12 @@ class Settings(BaseSettings):
         default="Paydesk <noreply@localhost>", description="The From of every email."
     )
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    api_access_auto_approve: bool | None = Field(
+        default=None,
+        description="Grant a dashboard project's API access request at once (default: on "
+        "for the embedded SQLite server; otherwise the operator runs `paydesk merchant "
+        "approve`).",
+    )
     embedded_worker: bool | None = Field(
         default=None,
         description="Run the background loops inside `paydesk serve` "
@@ -310,6 +316,12 @@ class Settings(BaseSettings):
     @property
     def runs_embedded_worker(self) -> bool:
         return self.is_sqlite if self.embedded_worker is None else self.embedded_worker
+
+    @property
+    def approves_api_access(self) -> bool:
+        if self.api_access_auto_approve is not None:
+            return self.api_access_auto_approve
+        return self.is_sqlite
 
     @property
     def shows_devnet_test_wallet(self) -> bool:

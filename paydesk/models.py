@@ -1,5 +1,6 @@
 """Every ORM model, imported in one place so the metadata is complete (Alembic, tests)."""
 
+from paydesk.accounts.models import AccountToken, LoginFailure, UserSession
 from paydesk.chains.models import (
     AddressCounter,
     ChainBlock,
@@ -17,6 +18,7 @@ from paydesk.discounts.models import PaymentDiscount
 from paydesk.idempotency.models import IdempotencyRecord
 from paydesk.invoices.models import Invoice
 from paydesk.ledger.models import Account, JournalTransaction, Posting
+from paydesk.links.models import PaymentLink
 from paydesk.merchants.models import Merchant, User
 from paydesk.notifications.models import EmailMessage
 from paydesk.payouts.models import Payout, PayoutAddress, PayoutLane
@@ -26,6 +28,7 @@ from paydesk.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEven
 
 __all__ = [
     "Account",
+    "AccountToken",
     "AddressCounter",
     "ChainBlock",
     "ChainCursor",
@@ -39,11 +42,13 @@ __all__ = [
     "IdempotencyRecord",
     "Invoice",
     "JournalTransaction",
+    "LoginFailure",
     "MasterSeed",
     "Merchant",
     "MerchantXpub",
     "MonerooWebhookEndpoint",
     "PaymentDiscount",
+    "PaymentLink",
     "Payout",
     "PayoutAddress",
     "PayoutLane",
@@ -51,6 +56,7 @@ __all__ = [
     "StaticWallet",
     "StoredRate",
     "User",
+    "UserSession",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEvent",

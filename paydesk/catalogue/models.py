@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from urllib.parse import quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,25 @@ class Network:
     confirmations: int
     #: EIP-155 chain id of EVM networks (what a node must report, what payouts sign for).
     chain_id: int | None = None
+    #: Public block explorer pages, with a `{txid}` / `{address}` placeholder (None: the
+    #: network has no public explorer, like the devnet).
+    explorer_tx: str | None = None
+    explorer_address: str | None = None
+
+    def tx_url(self, txid: str) -> str | None:
+        """The explorer page of a transaction. The txid is quoted: it comes from a chain
+        and must not reshape the link. None without a template or a txid."""
+        return _fill(self.explorer_tx, "{txid}", txid)
+
+    def address_url(self, address: str) -> str | None:
+        """The explorer page of an address (quoted like `tx_url`)."""
+        return _fill(self.explorer_address, "{address}", address)
+
+
+def _fill(template: str | None, placeholder: str, value: str) -> str | None:
+    if not template or not value:
+        return None
+    return template.replace(placeholder, quote(value, safe=""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,8 @@ def build_catalogue(data: dict[str, Any], enabled_networks: list[str]) -> Catalo
             family=entry["family"],
             confirmations=int(entry["confirmations"]),
             chain_id=int(entry["chain_id"]) if "chain_id" in entry else None,
+            explorer_tx=_explorer(code, entry, "explorer_tx", "{txid}"),
+            explorer_address=_explorer(code, entry, "explorer_address", "{address}"),
         )
         for code, entry in data.get("networks", {}).items()
     }
@@ -174,6 +176,20 @@ def build_catalogue(data: dict[str, Any], enabled_networks: list[str]) -> Catalo
             raise CatalogueError(f"service {currency}/{network}: bad payout fee")
         services[service.key] = service
     return Catalogue(currencies, networks, services)
+
+
+def _explorer(code: str, entry: dict[str, Any], key: str, placeholder: str) -> str | None:
+    """An explorer URL template, checked: it becomes a link on the merchant's pages, so
+    it must be a web address and must name the value it links to. An empty string (an
+    operator override) turns the link off."""
+    template = entry.get(key)
+    if not template:
+        return None
+    if not isinstance(template, str) or not template.startswith(("https://", "http://")):
+        raise CatalogueError(f"network {code}: {key} must be an http(s) URL")
+    if placeholder not in template:
+        raise CatalogueError(f"network {code}: {key} has no {placeholder}")
+    return template
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> None:

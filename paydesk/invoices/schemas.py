@@ -38,3 +38,6 @@ class InvoiceDraft:
     from_referral_code: str | None = None
     discount_percent: int | None = None
     is_refresh: bool = False
+    #: The merchant's own limit on coins and networks (its dashboard settings), applied on
+    #: top of `currencies`; None: every open service.
+    allowed_services: list[CoinChoice] | None = None

@@ -217,6 +217,8 @@ class InvoiceService:
         resolved = self._resolve_payer(draft)
         currencies = self._coin_list(draft.currencies)
         except_currencies = self._coin_list(draft.except_currencies)
+        if draft.allowed_services is not None:
+            currencies = _within(currencies, self._coin_list(draft.allowed_services) or [])
 
         now = utcnow()
         invoice = Invoice(
@@ -277,13 +279,15 @@ class InvoiceService:
                     if draft.to_currency
                     else NetworkNotFound(draft.network)
                 )
-            if not service.available:
+            if not service.available or not _allowed(draft, service):
                 raise ServiceUnavailable(service.key)
             return _Resolved(payer_currency, network.code, service)
 
         if payer_currency is None:
             return _Resolved(None, None, None)
-        available = [s for s in catalogue.services_for(payer_currency) if s.available]
+        available = [
+            s for s in catalogue.services_for(payer_currency) if s.available and _allowed(draft, s)
+        ]
         if not available:
             raise ServiceUnavailable(payer_currency)
         if len(available) == 1:
@@ -683,6 +687,37 @@ def payment_uri_of(invoice: Invoice, catalogue: Catalogue) -> str | None:
     if network is None or service is None:
         return invoice.address
     return payment_uri(network, service, invoice.address, invoice.amount_due or None)
+
+
+def _allowed(draft: InvoiceDraft, service: Service) -> bool:
+    """Whether the merchant's settings let payers use the service."""
+    if draft.allowed_services is None:
+        return True
+    return any(_matches(choice.as_json(), service) for choice in draft.allowed_services)
+
+
+def _within(
+    requested: list[dict[str, str | None]] | None, allowed: list[dict[str, str | None]]
+) -> list[dict[str, str | None]]:
+    """The invoice's allowed coins narrowed to the merchant's: each requested entry that
+    the merchant allows, an entry without a network becoming the merchant's networks of
+    that coin. Nothing in common refuses the invoice (it could never be paid)."""
+    if requested is None:
+        narrowed = allowed
+    else:
+        narrowed = []
+        for entry in requested:
+            for permitted in allowed:
+                if permitted["currency"] != entry["currency"]:
+                    continue
+                if entry["network"] in (None, permitted["network"]) or permitted["network"] is None:
+                    item = {"currency": entry["currency"],
+                            "network": entry["network"] or permitted["network"]}  # fmt: skip
+                    if item not in narrowed:
+                        narrowed.append(item)
+    if not narrowed:
+        raise ServiceUnavailable("none of the merchant's enabled coins")
+    return narrowed
 
 
 def _matches(choice: dict[str, Any], service: Service) -> bool:

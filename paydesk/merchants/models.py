@@ -3,7 +3,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, Text, Uuid
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paydesk.db import Base, UTCDateTime, new_uuid, utcnow
@@ -14,6 +16,13 @@ class User(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
     email: Mapped[str] = mapped_column(String(254), unique=True)
+    #: argon2id; None for a user made by the operator's CLI, who has not signed up.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    email_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The TOTP secret (encrypted), set once two-factor sign-in is switched on.
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    #: The last TOTP time step accepted: a code is good once.
+    totp_last_step: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -51,5 +60,23 @@ class Merchant(Base):
     checkout_merchant_notices: Mapped[bool] = mapped_column(
         Boolean, default=True, server_default="1"
     )
+    # The project as the dashboard shows it: how it integrates, and the API access request.
+    integration: Mapped[str | None] = mapped_column(String(16))
+    website: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(String(500))
+    #: none, requested, approved (paydesk.merchants.service.ApiAccess). Merchants made by
+    #: the operator's CLI are approved.
+    api_access: Mapped[str] = mapped_column(String(16), default="approved",
+                                            server_default="approved")  # fmt: skip
+    api_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Defaults for new invoices (paydesk.merchants.service.MerchantPreferences).
+    default_callback_url: Mapped[str | None] = mapped_column(String(255))
+    #: [{"currency": ..., "network": ...}] the payer may use; None: every open service.
+    enabled_services: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    #: Who pays the commission when an invoice does not say: "merchant" or "payer".
+    commission_payer: Mapped[str] = mapped_column(String(8), default="merchant",
+                                                  server_default="merchant")  # fmt: skip
+    #: Comma-separated addresses told of each paid invoice; None: nobody.
+    notification_emails: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -138,7 +138,9 @@ class MonerooKeyCache:
                 app_name=merchant.name,
                 created_at=merchant.created_at,
                 updated_at=merchant.updated_at,
-                enabled=not merchant.payments_blocked,
+                # Sandbox keys work at once; live keys once API access is granted.
+                enabled=not merchant.payments_blocked
+                and (environment == SANDBOX or merchant.api_access == "approved"),
             )
         self._cache[digest] = caller
         return caller

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, String, Text, Uuid
+from sqlalchemy import Boolean, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paydesk.db import Base, BigId, UTCDateTime, utcnow
@@ -34,6 +34,8 @@ class EmailMessage(Base):
     subject: Mapped[str] = mapped_column(String(255))
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str] = mapped_column(Text)
+    #: The bodies are encrypted with the master key: they carry a secret (a sign-in link).
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     #: pending, sent, dead
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paydesk.db import utcnow
 from paydesk.notifications.models import EmailMessage
 from paydesk.notifications.rendering import Rendered
+from paydesk.vault import Vault
 
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 
@@ -45,17 +46,23 @@ async def record(
     language: str,
     rendered: Rendered,
     reference: str | None = None,
+    vault: Vault | None = None,
 ) -> EmailMessage:
-    """Add the email to the caller's transaction: it is sent exactly when that commits."""
+    """Add the email to the caller's transaction: it is sent exactly when that commits.
+    With a `vault`, the bodies are stored encrypted (they carry a secret link)."""
     now = utcnow()
+    text_body, html_body = rendered.text, rendered.html
+    if vault is not None:
+        text_body, html_body = vault.encrypt(text_body), vault.encrypt(html_body)
     message = EmailMessage(
         kind=kind,
         reference=reference,
         to_address=to_address,
         language=language,
         subject=rendered.subject,
-        text_body=rendered.text,
-        html_body=rendered.html,
+        text_body=text_body,
+        html_body=html_body,
+        sealed=vault is not None,
         status=PENDING,
         attempts=0,
         next_attempt_at=now,
@@ -79,6 +86,14 @@ class Claimed:
     html_body: str
     attempts: int
     created_at: datetime
+    sealed: bool = False
+
+    def opened(self, vault: Vault) -> Claimed:
+        """The email with its bodies in clear text, ready to send."""
+        if not self.sealed:
+            return self
+        return replace(self, text_body=vault.decrypt(self.text_body),
+                       html_body=vault.decrypt(self.html_body), sealed=False)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +137,7 @@ async def claim_due(
             EmailMessage.html_body,
             EmailMessage.attempts,
             EmailMessage.created_at,
+            EmailMessage.sealed,
         )
         .execution_options(synchronize_session=False)
     )

@@ -44,7 +44,7 @@ async def send_due(
 
     async def attempt(item: Claimed) -> Failure | None:
         async with gate:
-            return await mailer.send(item)
+            return await mailer.send(item.opened(context.vault))
 
     failures = await asyncio.gather(*(attempt(item) for item in claimed))
     results = list(zip(claimed, failures, strict=True))

@@ -62,6 +62,9 @@ async def authenticate(
     credentials = await context.credentials.get(merchant_id)
     if credentials is None:
         raise CryptomusError("Merchant not found", 401)
+    if not credentials.api_enabled:
+        # A dashboard project whose API access the operator has not granted yet.
+        raise CryptomusError("You are forbidden", 403)
 
     body = await read_body(request, context.settings.max_body_bytes)
     kinds = [key]

@@ -150,6 +150,8 @@ async def create_invoice(request: Request) -> Response:
     if signed.credentials.payments_blocked:
         raise CryptomusError("You are forbidden")
     draft = validate(CreateInvoiceRequest, signed.data).to_draft()
+    if signed.credentials.preferences is not None:
+        draft = signed.credentials.preferences.apply(draft, signed.data.keys())
     base_url = context.settings.base_url
 
     if context.db.runs_alone and not has_idempotency_key(request):

@@ -1,0 +1,2 @@
+"""Dashboard accounts: sign-up, email confirmation, sign-in sessions, password reset and
+two-factor codes."""
