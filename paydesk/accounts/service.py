@@ -235,9 +235,7 @@ async def _check_throttle(session: AsyncSession, email: str, client: str, now: d
             raise Throttled(oldest + THROTTLE_WINDOW - now)
 
 
-async def sign_in(
-    session: AsyncSession, email: str, password: str, *, client: str
-) -> SignedIn:
+async def sign_in(session: AsyncSession, email: str, password: str, *, client: str) -> SignedIn:
     """Check the password and open a session (waiting for the second factor when the
     user has one). Each refusal counts towards the throttle, whatever its cause."""
     now = utcnow()
@@ -277,9 +275,7 @@ async def open_session(
     return SignedIn(token, user, needs_second_factor)
 
 
-async def current(
-    session: AsyncSession, token: str | None
-) -> tuple[UserSession, User] | None:
+async def current(session: AsyncSession, token: str | None) -> tuple[UserSession, User] | None:
     """The session and its user for a cookie's token, extending the session's life; None
     when there is none or it ran out."""
     if not token or len(token) > 100:
@@ -306,9 +302,7 @@ async def sign_out(session: AsyncSession, token: str | None) -> None:
 
 
 # ------------------------------------------------------------------ password
-async def request_reset(
-    session: AsyncSession, vault: Vault, email: str, *, base_url: str
-) -> None:
+async def request_reset(session: AsyncSession, vault: Vault, email: str, *, base_url: str) -> None:
     """Send a reset link to a confirmed account's address; the same answer otherwise."""
     try:
         address = _email_address(email)
@@ -439,4 +433,3 @@ async def second_factor(
         raise
     found.needs_second_factor = False
     await session.flush()
-

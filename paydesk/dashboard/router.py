@@ -35,8 +35,10 @@ def install(app: FastAPI) -> None:
 def error_page(request: Request, exc: StarletteHTTPException) -> Response:
     """The dashboard's 403/404 as a page (the API's stay JSON)."""
     heading = HEADINGS.get(exc.status_code, "Something went wrong")
-    message = str(exc.detail) if exc.status_code != 404 else (
-        "There is nothing here, or it belongs to another account."
+    message = (
+        str(exc.detail)
+        if exc.status_code != 404
+        else ("There is nothing here, or it belongs to another account.")
     )
     return render(request, "error.html", heading=heading, message=message,
                   status_code=exc.status_code)  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from paydesk.accounts import service as accounts
 from paydesk.dashboard.pages import render
@@ -20,8 +21,6 @@ from paydesk.dashboard.security import (
     visitor,
 )
 from paydesk.web.forms import see_other
-from markupsafe import Markup
-
 from paydesk.web.qr import qr_svg
 
 router = APIRouter(prefix=DASHBOARD, include_in_schema=False)
@@ -122,8 +121,14 @@ async def code(request: Request) -> Response:
         current = await visitor(request, session, complete=False)
         form = await signed_form(request, current)
         try:
-            await accounts.second_factor(session, context.vault, current.session, current.user,
-                                         form.get_one("code"), client=client_of(request))  # fmt: skip
+            await accounts.second_factor(
+                session,
+                context.vault,
+                current.session,
+                current.user,
+                form.get_one("code"),
+                client=client_of(request),
+            )
         except accounts.AccountError as refused:
             return render(request, "login_code.html", current, status_code=401,
                           error=str(refused))  # fmt: skip

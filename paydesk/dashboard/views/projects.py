@@ -189,11 +189,17 @@ async def payout_key(request: Request, merchant_id: str) -> Response:
         project = await owned_project(session, current.user, merchant_id)
         form = await signed_form(request, current)
         try:
-            await accounts.recheck_password(session, current.session, current.user,
-                                            form.get_one("password"), client=client_of(request))  # fmt: skip
+            await accounts.recheck_password(
+                session,
+                current.session,
+                current.user,
+                form.get_one("password"),
+                client=client_of(request),
+            )
         except accounts.AccountError as refused:
+            status = 429 if isinstance(refused, accounts.Throttled) else 401
             return _api(request, current, project, context.vault, error=str(refused),
-                        status_code=401 if not isinstance(refused, accounts.Throttled) else 429)  # fmt: skip
+                        status_code=status)  # fmt: skip
         if project.api_access != ApiAccess.APPROVED:
             return _api(request, current, project, context.vault, status_code=403,
                         error="The payout key is shown once API access is granted.")  # fmt: skip
@@ -292,7 +298,9 @@ def _settings(request: Request, current: object, project: Merchant, *, error: st
         (s.currency, s.network)
         for s in services
         if enabled is None
-        or any(e["currency"] == s.currency and e.get("network") in (None, s.network) for e in enabled)
+        or any(
+            e["currency"] == s.currency and e.get("network") in (None, s.network) for e in enabled
+        )
     }
     return render(
         request, "project_settings.html", current, project=project, section="settings",  # type: ignore[arg-type]
@@ -328,4 +336,3 @@ async def save_settings(request: Request, merchant_id: str) -> Response:
             return _settings(request, current, project, error=str(refused), status_code=422)
     context.credentials.invalidate(project.id)
     return see_other(project_url(project, "/settings?done=settings-saved"))
-
