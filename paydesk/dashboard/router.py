@@ -12,11 +12,11 @@ from paydesk.dashboard.pages import render
 from paydesk.dashboard.security import DASHBOARD, NotSignedIn
 
 __all__ = ["DASHBOARD", "error_page", "install", "router"]
-from paydesk.dashboard.views import accounts, projects
+from paydesk.dashboard.views import accounts, invoices, links, projects, statistics, wallets
 from paydesk.web.forms import see_other
 
 router = APIRouter(include_in_schema=False)
-for view in (accounts, projects):
+for view in (accounts, projects, invoices, links, wallets, statistics):
     router.include_router(view.router)
 
 HEADINGS = {403: "Not allowed", 404: "Page not found", 405: "Not allowed"}
