@@ -226,22 +226,54 @@ def merchant_create(
 
 
 @merchant_app.command("list")
-def merchant_list() -> None:
-    """List merchants (never their keys)."""
+def merchant_list(
+    requested: Annotated[
+        bool, typer.Option("--requested", help="Only projects waiting for API access.")
+    ] = False,
+) -> None:
+    """List merchants (never their keys), with their API access and its request."""
 
-    async def work(context: Context) -> list[tuple[str, str, str, str]]:
+    async def work(context: Context) -> list[tuple[str, ...]]:
         async with context.db.transaction() as session:
             rows = await merchants.list_merchants(session)
             return [
-                (m.name, u.email, m.created_at.isoformat(timespec="seconds"), str(m.id))
+                (
+                    m.name,
+                    u.email,
+                    m.created_at.isoformat(timespec="seconds"),
+                    m.api_access,
+                    m.website or "",
+                    (m.description or "")[:80],
+                    str(m.id),
+                )
                 for m, u in rows
+                if not requested or m.api_access == merchants.ApiAccess.REQUESTED
             ]
 
-    table = Table("name", "owner", "created")
+    table = Table("name", "owner", "created", "api access", "website", "description")
     table.add_column("merchant", no_wrap=True)
     for row in _with_context(work):
         table.add_row(*row)
     console.print(table)
+
+
+@merchant_app.command("approve")
+def merchant_approve(merchant: Annotated[str, typer.Argument(help="Merchant uuid.")]) -> None:
+    """Grant a dashboard project's API access request: its payment key is shown in the
+    dashboard and its keys work (the Moneroo live key too)."""
+    merchant_id = _merchant_id(merchant)
+
+    async def work(context: Context) -> str:
+        async with context.db.transaction() as session:
+            approved = await merchants.approve_api_access(session, merchant_id)
+            return approved.name
+
+    try:
+        name = _with_context(work)
+    except MerchantError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"API access granted to {name} ({merchant_id})")
 
 
 @merchant_app.command("keys")

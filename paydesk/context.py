@@ -22,6 +22,7 @@ from paydesk.invoices.service import InvoiceService
 from paydesk.ledger.balances import Balances
 from paydesk.merchants.moneroo_keys import MonerooKeyCache
 from paydesk.merchants.service import CredentialsCache
+from paydesk.notifications.invoices import InvoicePaidNotices
 from paydesk.payouts.connectors import SandboxPayoutConnector
 from paydesk.payouts.service import PayoutService
 from paydesk.paypage.service import PaymentPages
@@ -95,6 +96,7 @@ def build_context(settings: Settings) -> Context:
         abandon_after=timedelta(minutes=settings.checkout_abandon_minutes),
     )
     invoices.listeners.append(checkout.invoice_changed)
+    invoices.listeners.append(InvoicePaidNotices(settings.base_url))
     return Context(
         settings=settings,
         db=db,

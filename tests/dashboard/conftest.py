@@ -60,9 +60,11 @@ class Dashboard:
 async def make_user(context: Context, email: str, password: str = PASSWORD) -> User:
     async with context.db.transaction() as session:
         user = User(
-            id=uuid.uuid4(), email=email, password_hash=accounts.hash_password(password),
+            id=uuid.uuid4(),
+            email=email,
+            password_hash=accounts.hash_password(password),
             email_confirmed_at=utcnow(),
-        )  # fmt: skip
+        )
         session.add(user)
         await session.flush()
         return user
@@ -70,9 +72,14 @@ async def make_user(context: Context, email: str, password: str = PASSWORD) -> U
 
 async def sign_in(http: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
     page = await http.get("/dashboard/login")
-    return await http.post("/dashboard/login", data={
-        "csrf_token": csrf_of(page.text), "email": email, "password": password,
-    })  # fmt: skip
+    return await http.post(
+        "/dashboard/login",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "email": email,
+            "password": password,
+        },
+    )
 
 
 @pytest.fixture

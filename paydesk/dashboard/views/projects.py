@@ -9,12 +9,14 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.accounts import service as accounts
 from paydesk.checkout import webhook_endpoints
 from paydesk.dashboard.pages import project_url, render
 from paydesk.dashboard.security import (
     DASHBOARD,
+    Visitor,
     client_of,
     context_of,
     owned_project,
@@ -129,7 +131,7 @@ async def api_page(request: Request, merchant_id: str) -> Response:
 
 def _api(
     request: Request,
-    current: object,
+    current: Visitor,
     project: Merchant,
     vault: Vault,
     *,
@@ -139,7 +141,7 @@ def _api(
 ) -> Response:
     approved = project.api_access == ApiAccess.APPROVED
     return render(
-        request, "project_api.html", current, project=project, section="api",  # type: ignore[arg-type]
+        request, "project_api.html", current, project=project, section="api",
         approved=approved, access=project.api_access,
         payment_key=vault.decrypt(project.payment_key_encrypted) if approved else None,
         payout_key=payout_key, error=error, status_code=status_code,
@@ -226,13 +228,13 @@ async def moneroo_page(request: Request, merchant_id: str) -> Response:
         return await _moneroo(request, session, current, project)
 
 
-async def _moneroo(request: Request, session: object, current: object, project: Merchant,
+async def _moneroo(request: Request, session: AsyncSession, current: Visitor, project: Merchant,
                    *, error: str | None = None, status_code: int = 200) -> Response:  # fmt: skip
     context = context_of(request)
-    keys = await ensure_keys(session, context.vault, project)  # type: ignore[arg-type]
-    endpoints = await webhook_endpoints.list_endpoints(session, context.vault, project.id)  # type: ignore[arg-type]
+    keys = await ensure_keys(session, context.vault, project)
+    endpoints = await webhook_endpoints.list_endpoints(session, context.vault, project.id)
     return render(
-        request, "project_moneroo.html", current, project=project, section="moneroo",  # type: ignore[arg-type]
+        request, "project_moneroo.html", current, project=project, section="moneroo",
         keys=keys, live_enabled=project.api_access == ApiAccess.APPROVED,
         endpoints=endpoints, environments=webhook_endpoints.ENVIRONMENTS,
         error=error, status_code=status_code,
@@ -269,10 +271,11 @@ async def moneroo_endpoint_change(request: Request, merchant_id: str, endpoint_i
             endpoint = uuid.UUID(endpoint_id)
             action = form.get_one("action")
             if action == "delete":
-                await webhook_endpoints.delete(session, project.id, endpoint)
+                await webhook_endpoints.delete(session, endpoint, merchant_id=project.id)
             else:
-                await webhook_endpoints.set_enabled(session, context.vault, project.id, endpoint,
-                                                    action == "enable")  # fmt: skip
+                await webhook_endpoints.set_enabled(
+                    session, context.vault, endpoint, action == "enable", merchant_id=project.id
+                )
         except (ValueError, webhook_endpoints.UnknownEndpoint):
             return await _moneroo(request, session, current, project, status_code=404,
                                   error="No such webhook endpoint.")  # fmt: skip
@@ -289,7 +292,7 @@ async def settings_page(request: Request, merchant_id: str) -> Response:
         return _settings(request, current, project)
 
 
-def _settings(request: Request, current: object, project: Merchant, *, error: str | None = None,
+def _settings(request: Request, current: Visitor, project: Merchant, *, error: str | None = None,
               status_code: int = 200) -> Response:  # fmt: skip
     context = context_of(request)
     services = [s for s in context.catalogue.services if context.addresses.serves(s.network)]
@@ -303,7 +306,7 @@ def _settings(request: Request, current: object, project: Merchant, *, error: st
         )
     }
     return render(
-        request, "project_settings.html", current, project=project, section="settings",  # type: ignore[arg-type]
+        request, "project_settings.html", current, project=project, section="settings",
         services=services, chosen=chosen, error=error, status_code=status_code,
     )  # fmt: skip
 
