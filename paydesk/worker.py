@@ -6,6 +6,7 @@ import asyncio
 
 import structlog
 
+from paydesk.accounts.worker import accounts_purge_loop
 from paydesk.chains.worker import address_pool_loop, watchers_loop
 from paydesk.checkout.worker import abandonment_loop
 from paydesk.context import Context
@@ -23,6 +24,7 @@ LOOPS = (
     expiry_loop,
     abandonment_loop,
     purge_loop,
+    accounts_purge_loop,
     address_pool_loop,
     watchers_loop,
     payouts_loop,

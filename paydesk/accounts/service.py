@@ -433,3 +433,16 @@ async def second_factor(
         raise
     found.needs_second_factor = False
     await session.flush()
+
+
+async def purge(session: AsyncSession, now: datetime) -> int:
+    """Forget what has run out: sessions, email links a day after their end, and failed
+    sign-ins older than the throttle's window."""
+    removed = 0
+    for statement in (
+        delete(UserSession).where(UserSession.expires_at <= now),
+        delete(AccountToken).where(AccountToken.expires_at <= now - timedelta(days=1)),
+        delete(LoginFailure).where(LoginFailure.at <= now - THROTTLE_WINDOW),
+    ):
+        removed += (await session.execute(statement)).rowcount or 0
+    return removed

@@ -304,3 +304,12 @@ async def test_signed_out_visitors_are_sent_to_sign_in(context, browser):
     assert page.headers["content-security-policy"].startswith("default-src 'none'")
     cookie = page.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "secure" in cookie
+
+
+async def test_what_ran_out_is_forgotten(context, browser, dashboard):
+    await sign_in(browser, "nobody@shop.test", "wrong guess 123")
+    later = utcnow() + accounts.SESSION_MAX + timedelta(days=2)
+    async with context.db.transaction() as session:
+        assert await accounts.purge(session, utcnow()) == 0
+        assert await accounts.purge(session, later) == 2  # the session and the failure
+    assert (await browser.get(dashboard.base)).status_code == 303
