@@ -16,6 +16,14 @@ from paydesk.dashboard.views import accounts, invoices, links, projects, statist
 from paydesk.web.forms import see_other
 
 router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def root() -> Response:
+    """A browser pointed at the server lands in the dashboard (sign-in or sign-up)."""
+    return see_other(DASHBOARD)
+
+
 for view in (accounts, projects, invoices, links, wallets, statistics):
     router.include_router(view.router)
 
