@@ -13,7 +13,7 @@ from paydesk.catalogue.service import Catalogue, OutOfLimits
 from paydesk.ledger import service as ledger
 from paydesk.ledger.models import Account, AccountKind
 from paydesk.merchants.models import Merchant
-from paydesk.money import quantum
+from paydesk.money import MONEY, quantum
 
 
 class TransferRefused(Exception):
@@ -101,7 +101,8 @@ class Balances:
         if not self.catalogue.is_crypto(code):
             raise CurrencyNotServed(code)
         places = self.catalogue.precision(code)
-        if amount != amount.quantize(quantum(places)):
+        # In the money context: the default 28 digits cannot quantize a 30-digit amount.
+        if amount != amount.quantize(quantum(places), context=MONEY):
             raise TooManyDecimals(code, places)
         self.catalogue.check_limits(amount, code, error=TransferOutOfRange)
 

@@ -51,6 +51,15 @@ class Leg:
 
 
 @dataclass(frozen=True, slots=True)
+class PostingEntry:
+    """One line of an account's history: the posting and the transaction it is part of
+    (its kind and memo say what the movement was)."""
+
+    posting: Posting
+    transaction: JournalTransaction
+
+
+@dataclass(frozen=True, slots=True)
 class Booked:
     transaction: JournalTransaction
     postings: list[Posting]
@@ -221,3 +230,25 @@ async def legs_of(session: AsyncSession, transaction: JournalTransaction) -> lis
         .order_by(Posting.id)
     )
     return [Leg(account, amount) for amount, account in rows.all()]
+
+
+async def postings_page(
+    session: AsyncSession, account_ids: Sequence[int], *, limit: int, before: int | None = None
+) -> list[PostingEntry]:
+    """The accounts' postings, newest first, each with its transaction: a wallet history.
+    `before` is the id of the last posting already shown, so the next page is a range
+    read on the (account_id, id) index whatever its depth, never an OFFSET."""
+    if not account_ids:
+        return []
+    query = (
+        select(Posting, JournalTransaction)
+        .join(JournalTransaction, JournalTransaction.id == Posting.transaction_id)
+        .where(Posting.account_id.in_(account_ids))
+        .order_by(Posting.id.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(Posting.id < before)
+    return [
+        PostingEntry(posting, transaction) for posting, transaction in await session.execute(query)
+    ]

@@ -7,6 +7,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,13 +61,21 @@ async def create_link(
     description = (request.description or "").strip() or None
     if description and len(description) > 255:
         raise LinkError("A description has at most 255 characters.")
+    code = request.currency.upper()
+    if (request.coins and invoices.catalogue.is_crypto(code)
+            and all(coin.currency != code for coin in request.coins)):  # fmt: skip
+        # A coin's invoice is paid in that coin: a list without it would be ignored.
+        raise LinkError(f"A link in {code} is paid in {code}: tick {code}, or no coin at all.")
+    url_return = (request.url_return or "").strip() or None
+    if url_return is not None and not _web_url(url_return):
+        raise LinkError("The return URL is a web address (https://…) of at most 255 characters.")
     draft = InvoiceDraft(
         amount=request.amount,
-        currency=request.currency.upper(),
+        currency=code,
         order_id=f"link-{secrets.token_hex(8)}",
         lifetime=request.lifetime,
         currencies=list(request.coins) or None,
-        url_return=request.url_return,
+        url_return=url_return,
         additional_data=description,
     )
     draft = preferences.apply(draft)
@@ -93,6 +102,20 @@ async def list_links(
     if before is not None:
         query = query.where(PaymentLink.id < before)
     return [LinkRow(link, invoice) for link, invoice in await session.execute(query)]
+
+
+async def find_link(
+    session: AsyncSession, merchant_id: uuid.UUID, link_uuid: uuid.UUID
+) -> LinkRow | None:
+    """One of the merchant's links; None for another merchant's (the query says whose)."""
+    row = (
+        await session.execute(
+            select(PaymentLink, Invoice)
+            .join(Invoice, Invoice.id == PaymentLink.invoice_id)
+            .where(PaymentLink.merchant_id == merchant_id, PaymentLink.uuid == link_uuid)
+        )
+    ).first()
+    return LinkRow(row[0], row[1]) if row is not None else None
 
 
 async def disable_link(
@@ -134,3 +157,15 @@ async def description_of(session: AsyncSession, invoice_id: int) -> str | None:
     return await session.scalar(
         select(PaymentLink.description).where(PaymentLink.invoice_id == invoice_id)
     )
+
+
+def _web_url(value: str) -> bool:
+    """Where the payment page's "Return to the shop" may lead: an http(s) address that
+    fits the invoice's column (the page drops any other kind of link anyway)."""
+    if len(value) > 255 or any(char.isspace() for char in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -114,6 +114,7 @@ async def payment_page(
         request,
         "pay/page.html",
         language,
+        description=await context.payment_pages.description(view.invoice),
         **present(
             view,
             language,

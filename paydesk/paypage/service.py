@@ -35,6 +35,7 @@ from paydesk.invoices.service import (
     OptionQuote,
 )
 from paydesk.invoices.status import ON_EXPIRY, InvoiceStatus
+from paydesk.links.service import description_of
 from paydesk.merchants.models import Merchant
 from paydesk.money import ZERO
 
@@ -198,6 +199,13 @@ class PaymentPages:
             invoice.uuid: self._view(invoice, name, sightings.get(invoice.id, []), now)
             for invoice, name in invoices.values()
         }
+
+    async def description(self, invoice: Invoice) -> str | None:
+        """What the merchant wrote about a payment link's invoice (None: not a link). One
+        lookup on the link's unique invoice id, for the full page only: it never changes,
+        so the live updates (and the poller's batched views) do without it."""
+        async with self.db.reader() as session:
+            return await description_of(session, invoice.id)
 
     async def options(self, view: PaymentView, currency: str | None = None) -> None:
         """The coins (or, once a coin is picked, its networks) the payer can choose."""

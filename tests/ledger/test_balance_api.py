@@ -75,6 +75,9 @@ async def test_transfers_both_ways(funded):
          "Minimum amount 0.5 USDT"),
         ("/v1/transfer/to-personal", {"amount": "1000001", "currency": "USDT"},
          "Maximum amount 1000000 USDT"),
+        # 30 digits: more than Python's default decimal precision holds.
+        ("/v1/transfer/to-personal", {"amount": "123456789012345678901234567890",
+         "currency": "USDT"}, "Maximum amount 1000000 USDT"),
         ("/v1/transfer/to-personal", {"amount": "1", "currency": "USD"}, "No found user wallet"),
         ("/v1/transfer/to-business", {"amount": "1", "currency": "XYZ"},
          "Merchant wallet not found"),
