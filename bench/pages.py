@@ -57,6 +57,7 @@ from bench.run import (  # noqa: E402
     ensure_wrk,
     free_port,
     log,
+    medians,
     server,
     sql,
 )
@@ -198,16 +199,9 @@ def summarize(
     rounds: list[Round],
     sizes: dict[str, dict[str, float]],
 ) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
-    for target in ("ceiling", "paydesk"):
-        mine = [r for r in rounds if r.target == target]
-        summary[target] = {
-            "rps": statistics.median(r.rps for r in mine),
-            "p50_ms": statistics.median(r.p50_ms for r in mine),
-            "p99_ms": statistics.median(r.p99_ms for r in mine),
-            "errors": sum(r.status_errors + r.socket_errors for r in mine),
-            **sizes[target],
-        }
+    summary: dict[str, Any] = {
+        target: {**values, **sizes[target]} for target, values in medians(rounds).items()
+    }
     ratio = summary["paydesk"]["rps"] / summary["ceiling"]["rps"]
     target_ratio = FIRST_VIEW_TARGET if scenario == "first views" else REPEAT_VIEW_TARGET
     log("")

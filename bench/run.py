@@ -405,9 +405,12 @@ def main() -> None:
         sql(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)', database="postgres")
 
 
-def report(args: argparse.Namespace, rounds: list[Round]) -> None:
+def medians(
+    rounds: list[Round], targets: tuple[str, ...] = ("ceiling", "paydesk")
+) -> dict[str, dict[str, float]]:
+    """Each target's median rate and latencies over its rounds, and its errors in all."""
     summary: dict[str, dict[str, float]] = {}
-    for target in ("ceiling", "paydesk"):
+    for target in targets:
         mine = [r for r in rounds if r.target == target]
         summary[target] = {
             "rps": statistics.median(r.rps for r in mine),
@@ -415,6 +418,11 @@ def report(args: argparse.Namespace, rounds: list[Round]) -> None:
             "p99_ms": statistics.median(r.p99_ms for r in mine),
             "errors": sum(r.status_errors + r.socket_errors for r in mine),
         }
+    return summary
+
+
+def report(args: argparse.Namespace, rounds: list[Round]) -> None:
+    summary = medians(rounds)
     ratio = summary["paydesk"]["rps"] / summary["ceiling"]["rps"]
     log("")
     log(f"{'median':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")

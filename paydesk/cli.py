@@ -228,32 +228,38 @@ def merchant_create(
 @merchant_app.command("list")
 def merchant_list(
     requested: Annotated[
-        bool, typer.Option("--requested", help="Only projects waiting for API access.")
+        bool,
+        typer.Option(
+            "--requested",
+            help="Only projects waiting for API access, with what they told about themselves.",
+        ),
     ] = False,
 ) -> None:
-    """List merchants (never their keys), with their API access and its request."""
+    """List merchants (never their keys) and their API access."""
+    from paydesk.merchants.models import Merchant, User
 
-    async def work(context: Context) -> list[tuple[str, ...]]:
+    async def work(context: Context) -> list[tuple[Merchant, User]]:
         async with context.db.transaction() as session:
             rows = await merchants.list_merchants(session)
-            return [
-                (
-                    m.name,
-                    u.email,
-                    m.created_at.isoformat(timespec="seconds"),
-                    m.api_access,
-                    m.website or "",
-                    (m.description or "")[:80],
-                    str(m.id),
-                )
-                for m, u in rows
-                if not requested or m.api_access == merchants.ApiAccess.REQUESTED
-            ]
+        return [
+            (m, u) for m, u in rows
+            if not requested or m.api_access == merchants.ApiAccess.REQUESTED
+        ]  # fmt: skip
 
-    table = Table("name", "owner", "created", "api access", "website", "description")
+    rows = _with_context(work)
+    if requested:
+        for merchant, user in rows:
+            console.print(f"[bold]{merchant.name}[/bold]  {merchant.id}  {user.email}")
+            console.print(f"  website      {merchant.website}")
+            console.print(f"  description  {merchant.description}")
+            console.print(f"  asked        {merchant.api_requested_at:%Y-%m-%d %H:%M} UTC")
+        if not rows:
+            console.print("No project is waiting for API access.")
+        return
+    table = Table("name", "owner", "api access")
     table.add_column("merchant", no_wrap=True)
-    for row in _with_context(work):
-        table.add_row(*row)
+    for merchant, user in rows:
+        table.add_row(merchant.name, user.email, merchant.api_access, str(merchant.id))
     console.print(table)
 
 

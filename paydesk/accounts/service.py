@@ -3,6 +3,7 @@ TOTP. Every secret given to a browser or an inbox is stored only as its SHA-256 
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import secrets
@@ -38,9 +39,34 @@ FAILURES_PER_CLIENT = 20
 SECOND_FACTOR_TRIES = 5
 TOTP_ISSUER = "Paydesk"
 
-_hasher = PasswordHasher()
-#: Verified against when the email is unknown, so both cases cost the same time.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class Passwords:
+    """argon2id hashing, off the event loop: one hash costs tens of milliseconds of CPU
+    and 64 MiB, which would otherwise stall every other request of the process."""
+
+    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+        self.hasher = hasher or PasswordHasher()
+        #: Verified against when the email is unknown, so both cases cost the same time.
+        self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def matches(self, stored: str | None, password: str) -> bool:
+        def verify() -> bool:
+            try:
+                return self.hasher.verify(stored or self._dummy, password) and bool(stored)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(verify)
+
+    def needs_rehash(self, stored: str) -> bool:
+        return self.hasher.check_needs_rehash(stored)
+
+
+passwords = Passwords()
 
 
 class Purpose(enum.StrEnum):
@@ -93,17 +119,12 @@ def check_password_rules(password: str) -> None:
         raise AccountError(f"A password has at most {PASSWORD_MAX} characters.")
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+async def hash_password(password: str) -> str:
+    return await passwords.hash(password)
 
 
-def password_matches(user: User, password: str) -> bool:
-    try:
-        return _hasher.verify(user.password_hash or _DUMMY_HASH, password) and bool(
-            user.password_hash
-        )
-    except (VerificationError, InvalidHashError):
-        return False
+async def password_matches(user: User, password: str) -> bool:
+    return await passwords.matches(user.password_hash, password)
 
 
 def _email_address(email: str) -> str:
@@ -196,7 +217,7 @@ async def sign_up(
         session.add(user)
     # Unconfirmed, the password is whoever asked last: only the owner of the inbox can
     # confirm it.
-    user.password_hash = hash_password(password)
+    user.password_hash = await hash_password(password)
     await session.flush()
     token = await _issue_token(session, user, Purpose.CONFIRM)
     await _send(
@@ -243,15 +264,15 @@ async def sign_in(session: AsyncSession, email: str, password: str, *, client: s
     client = client[:64]
     await _check_throttle(session, address, client, now)
     user = await session.scalar(select(User).where(User.email == address))
-    if user is None or not password_matches(user, password[:PASSWORD_MAX]):
+    if user is None or not await password_matches(user, password[:PASSWORD_MAX]):
         session.add(LoginFailure(email=address, client=client, at=now))
         await session.flush()
         raise AccountError("Wrong email or password.")
     if user.email_confirmed_at is None:
         raise NotConfirmed()
     await session.execute(delete(LoginFailure).where(LoginFailure.email == address))
-    if _hasher.check_needs_rehash(user.password_hash or ""):
-        user.password_hash = hash_password(password)
+    if passwords.needs_rehash(user.password_hash or ""):
+        user.password_hash = await hash_password(password)
     return await open_session(session, user, needs_second_factor=bool(user.totp_secret_encrypted))
 
 
@@ -330,7 +351,7 @@ async def reset_password(session: AsyncSession, token: str, password: str) -> Us
     user = await _use_token(session, token, Purpose.RESET)
     if user is None:
         raise AccountError("This link has expired or was already used. Ask for a new one.")
-    user.password_hash = hash_password(password)
+    user.password_hash = await hash_password(password)
     user.email_confirmed_at = user.email_confirmed_at or utcnow()
     await session.execute(delete(UserSession).where(UserSession.user_id == user.id))
     await session.execute(delete(LoginFailure).where(LoginFailure.email == user.email))
@@ -345,7 +366,7 @@ async def recheck_password(
     sign-in throttle."""
     now = utcnow()
     await _check_throttle(session, user.email, client[:64], now)
-    if not password_matches(user, password[:PASSWORD_MAX]):
+    if not await password_matches(user, password[:PASSWORD_MAX]):
         session.add(LoginFailure(email=user.email, client=client[:64], at=now))
         await session.flush()
         raise AccountError("Wrong password.")

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from paydesk.accounts import service as accounts
 from paydesk.app import create_app
@@ -62,7 +63,7 @@ async def make_user(context: Context, email: str, password: str = PASSWORD) -> U
         user = User(
             id=uuid.uuid4(),
             email=email,
-            password_hash=accounts.hash_password(password),
+            password_hash=await accounts.hash_password(password),
             email_confirmed_at=utcnow(),
         )
         session.add(user)
@@ -80,6 +81,14 @@ async def sign_in(http: httpx.AsyncClient, email: str, password: str = PASSWORD)
             "password": password,
         },
     )
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at its lowest cost: these tests hash and verify hundreds of passwords. The
+    browser tests run `paydesk serve` with the real parameters."""
+    cheap = accounts.Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(accounts, "passwords", cheap)
 
 
 @pytest.fixture
