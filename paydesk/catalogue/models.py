@@ -26,6 +26,13 @@ class Network:
     #: network has no public explorer, like the devnet).
     explorer_tx: str | None = None
     explorer_address: str | None = None
+    #: UTXO networks: the chain the node must report (main, test, regtest), the bech32
+    #: prefix of native segwit addresses (None: the coin has no segwit) and the base58
+    #: version bytes of P2PKH and P2SH addresses.
+    node_chain: str | None = None
+    bech32_hrp: str | None = None
+    p2pkh_version: int | None = None
+    p2sh_version: int | None = None
 
     def tx_url(self, txid: str) -> str | None:
         """The explorer page of a transaction. The txid is quoted: it comes from a chain

@@ -137,6 +137,10 @@ def build_catalogue(data: dict[str, Any], enabled_networks: list[str]) -> Catalo
             chain_id=int(entry["chain_id"]) if "chain_id" in entry else None,
             explorer_tx=_explorer(code, entry, "explorer_tx", "{txid}"),
             explorer_address=_explorer(code, entry, "explorer_address", "{address}"),
+            node_chain=entry.get("node_chain"),
+            bech32_hrp=entry.get("bech32_hrp"),
+            p2pkh_version=_byte(code, entry, "p2pkh_version"),
+            p2sh_version=_byte(code, entry, "p2sh_version"),
         )
         for code, entry in data.get("networks", {}).items()
     }
@@ -190,6 +194,15 @@ def _explorer(code: str, entry: dict[str, Any], key: str, placeholder: str) -> s
     if placeholder not in template:
         raise CatalogueError(f"network {code}: {key} has no {placeholder}")
     return template
+
+
+def _byte(code: str, entry: dict[str, Any], key: str) -> int | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or not 0 <= value <= 255:
+        raise CatalogueError(f"network {code}: {key} is a version byte (0 to 255)")
+    return value
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> None:

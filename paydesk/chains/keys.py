@@ -11,6 +11,7 @@ The hot wallet that payouts are sent from is the internal chain's first key, m/â
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,15 +80,26 @@ class BadXpub(KeysError):
     """Not an account-level extended public key of the network."""
 
 
+#: Spells a compressed public key as an address of a network whose prefixes the catalogue
+#: gives (the Bitcoin family: mainnet, testnet and regtest differ only there).
+AddressEncoder = Callable[[bytes], str]
+
+
 class XpubDeriver:
     """Addresses m/â€¦/0/index below an account node (public or private): the external
-    chain's node is derived once, each address is then one public child derivation."""
+    chain's node is derived once, each address is then one public child derivation.
+    `encode` spells the key as the network's catalogue entry says; without it, the coin's
+    mainnet spelling (bip-utils' own)."""
 
-    def __init__(self, account: Bip44Base) -> None:
+    def __init__(self, account: Bip44Base, encode: AddressEncoder | None = None) -> None:
         self._external = account.Change(Bip44Changes.CHAIN_EXT)
+        self._encode = encode
 
     def derive(self, index: int) -> str:
-        return self._external.AddressIndex(index).PublicKey().ToAddress()
+        key = self._external.AddressIndex(index).PublicKey()
+        if self._encode is not None:
+            return self._encode(key.RawCompressed().ToBytes())
+        return key.ToAddress()
 
 
 def key_path(network: str) -> KeyPath:
@@ -117,8 +129,10 @@ def watch_only_account(network: str, xpub: str) -> Bip44Base:
 class KeyRing:
     """The master seed and the account nodes derived from it (each derived once)."""
 
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: Vault, encoders: dict[str, AddressEncoder] | None = None) -> None:
         self._vault = vault
+        #: Networks whose addresses are spelled by the catalogue's prefixes.
+        self.encoders = dict(encoders or {})
         self._seed: bytes | None = None
         self._accounts: dict[str, Bip44Base] = {}
         self._derivers: dict[str, XpubDeriver] = {}
@@ -179,7 +193,9 @@ class KeyRing:
     def deriver(self, network: str) -> XpubDeriver:
         deriver = self._derivers.get(network)
         if deriver is None:
-            deriver = self._derivers[network] = XpubDeriver(self.account(network))
+            deriver = self._derivers[network] = XpubDeriver(
+                self.account(network), self.encoders.get(network)
+            )
         return deriver
 
 

@@ -12,7 +12,7 @@ from paydesk.config import Settings
 from paydesk.db import Database
 
 #: Network families Paydesk has an adapter for.
-WATCHED_FAMILIES = frozenset({"devnet", "evm"})
+WATCHED_FAMILIES = frozenset({"devnet", "evm", "utxo"})
 
 
 class NetworkNotConfigured(ValueError):
@@ -28,6 +28,10 @@ def check_watchable(settings: Settings, catalogue: Catalogue) -> None:
         if network.family not in WATCHED_FAMILIES:
             raise NetworkNotConfigured(
                 f"network {code} ({network.family}) has no adapter in this Paydesk yet"
+            )
+        if network.family == "utxo" and network.p2pkh_version is None:
+            raise NetworkNotConfigured(
+                f"network {code}: its address format is not in the catalogue"
             )
         if network.family != "devnet" and code not in settings.chain_nodes:
             raise NetworkNotConfigured(
@@ -46,6 +50,11 @@ def build_adapter(
 
         services = [s for s in catalogue.services if s.network == network.code]
         return EvmAdapter.from_catalogue(network, services, settings.chain_nodes[network.code])
+    if network.family == "utxo":
+        from paydesk.chains.utxo import UtxoAdapter
+
+        services = [s for s in catalogue.services if s.network == network.code]
+        return UtxoAdapter.from_catalogue(network, services, settings.chain_nodes[network.code])
     raise NetworkNotConfigured(f"no adapter for {network.code} ({network.family})")
 
 
@@ -76,4 +85,8 @@ def normalize_address(network: Network, address: str) -> str | None:
         from paydesk.chains.evm import normalize_evm_address
 
         return normalize_evm_address(address)
+    if network.family == "utxo" and network.p2pkh_version is not None:
+        from paydesk.chains.utxo_addresses import UtxoAddressFormat
+
+        return UtxoAddressFormat.of(network).normalize(address)
     return None

@@ -21,6 +21,7 @@ from paydesk.catalogue.service import Catalogue
 from paydesk.chains.devnet import DEVNET_SEED, DevnetAddresses
 from paydesk.chains.keys import KEY_PATHS, BadXpub, KeyRing, XpubDeriver, watch_only_account
 from paydesk.chains.models import MASTER_KEY_OWNER, AddressCounter, DepositAddress, MerchantXpub
+from paydesk.chains.utxo_addresses import UtxoAddressFormat
 from paydesk.db import dialect_insert, utcnow
 from paydesk.vault import Vault
 
@@ -119,7 +120,10 @@ class AddressBook:
         )
         deriver = None
         if encrypted is not None:
-            deriver = XpubDeriver(watch_only_account(network, self._vault.decrypt(encrypted)))
+            deriver = XpubDeriver(
+                watch_only_account(network, self._vault.decrypt(encrypted)),
+                self._keys.encoders.get(network),
+            )
         self._watch_only[key] = deriver
         return deriver
 
@@ -159,7 +163,7 @@ class AddressBook:
             )
         )
         await session.flush()
-        return XpubDeriver(account).derive(0)
+        return XpubDeriver(account, self._keys.encoders.get(network)).derive(0)
 
     async def release(self, session: AsyncSession, network: str, address: str) -> None:
         """Return an address claimed in this transaction to the pool, unused."""
@@ -334,4 +338,9 @@ def build_address_book(
             f"no address source for network(s) {', '.join(missing)}; "
             "enable only networks Paydesk can serve"
         )
-    return AddressBook(networks, KeyRing(vault), vault, cache_seconds)
+    encoders = {}
+    for code in networks:
+        network = catalogue.network(code)
+        if network is not None and network.family == "utxo":
+            encoders[code] = UtxoAddressFormat.of(network).from_public_key
+    return AddressBook(networks, KeyRing(vault, encoders), vault, cache_seconds)
