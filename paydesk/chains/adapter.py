@@ -8,12 +8,40 @@ are the watcher's job, the same for every network.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact
 from typing import Protocol
 
 #: `Transfer.output_index` of an EVM transaction's own (native coin) value; token transfers
 #: use the log's index, UTXO chains the output's position.
 NATIVE_VALUE_INDEX = -1
+
+#: Wide enough that scaling any chain amount between whole coins and units never rounds;
+#: an amount that would round anyway is refused (Inexact is trapped).
+UNITS_CONTEXT = Context(prec=100, traps=[Inexact])
+
+
+def units_to_amount(value: int, decimals: int) -> Decimal:
+    """An integer amount of the smallest unit as an exact Decimal of whole coins."""
+    return Decimal(value).scaleb(-decimals, UNITS_CONTEXT)
+
+
+def amount_to_units(amount: Decimal, decimals: int, limit: int | None = None) -> int:
+    """Whole coins as an integer of the smallest unit; refuses anything that would round,
+    so a payout never sends a unit more or less than it says. `limit`: the chain's largest
+    amount (exclusive)."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise ValueError(f"the amount must be a finite Decimal, not {amount!r}")
+    try:
+        units = amount.scaleb(decimals, UNITS_CONTEXT)
+    except Inexact:
+        raise ValueError(f"{amount} has more digits than any chain amount") from None
+    if units != units.to_integral_value():
+        raise ValueError(f"{amount} has more than {decimals} decimals")
+    if units <= 0:
+        raise ValueError(f"the amount must be positive, not {amount}")
+    if limit is not None and units >= limit:
+        raise ValueError(f"{amount} is more than any amount of this chain")
+    return int(units)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +142,11 @@ class SentTransfer:
 class BroadcastRejected(RuntimeError):
     """The node refused the transaction for good (invalid, underpriced beyond repair...):
     sending it again cannot help."""
+
+
+class TransferRefused(BroadcastRejected, ValueError):
+    """The transfer asked for is invalid (address, currency, amount, priority): no node
+    would ever take it. A BroadcastRejected, so the payout fails instead of waiting."""
 
 
 class NonceTaken(BroadcastRejected):

@@ -19,7 +19,6 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from decimal import Context, Decimal
 from itertools import pairwise
 from typing import Any
 
@@ -37,6 +36,7 @@ from paydesk.chains.adapter import (
     ChainMismatch,
     ChainUnavailable,
     Transfer,
+    units_to_amount,
 )
 
 #: keccak256("Transfer(address,address,uint256)"): topic 0 of every ERC-20 transfer log.
@@ -44,7 +44,6 @@ TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523
 
 _HEX_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 #: Enough digits for any uint256 (78 digits), so scaling an amount never rounds.
-_EXACT = Context(prec=100)
 
 #: Transport and node failures worth retrying later.
 _UNAVAILABLE = (
@@ -54,11 +53,6 @@ _UNAVAILABLE = (
     json.JSONDecodeError,
     Web3Exception,
 )
-
-
-def units_to_amount(value: int, decimals: int) -> Decimal:
-    """An integer amount of the smallest unit as an exact Decimal of whole coins."""
-    return Decimal(value).scaleb(-decimals, _EXACT)
 
 
 def normalize_evm_address(address: str) -> str | None:

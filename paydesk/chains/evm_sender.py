@@ -32,8 +32,11 @@ from paydesk.chains.adapter import (
     NonceTaken,
     SentTransfer,
     SignedTransfer,
+    TransferRefused,
+    amount_to_units,
+    units_to_amount,
 )
-from paydesk.chains.evm import _EXACT, EvmAdapter, units_to_amount
+from paydesk.chains.evm import EvmAdapter
 
 GWEI = 10**9
 #: What a plain value transfer to an address without code costs, on every EVM chain that
@@ -71,27 +74,6 @@ _UINT256 = 2**256
 
 #: JSON-RPC codes of a busy or failing node (EIP-1474 "limit exceeded", internal error).
 _TRANSIENT_CODES = frozenset({-32005, -32603})
-
-
-class TransferRefused(BroadcastRejected, ValueError):
-    """The transfer asked for is invalid (address, currency, amount, priority): no node
-    would ever take it. A BroadcastRejected, so the payout fails instead of waiting."""
-
-
-def amount_to_units(amount: Decimal, decimals: int) -> int:
-    """Whole coins as an integer of the smallest unit; refuses anything that would round,
-    so a payout never sends a unit more or less than it says."""
-    if not isinstance(amount, Decimal) or not amount.is_finite():
-        raise ValueError(f"the amount must be a finite Decimal, not {amount!r}")
-    units = amount.scaleb(decimals, _EXACT)
-    if units != units.to_integral_value():
-        raise ValueError(f"{amount} has more than {decimals} decimals")
-    if units <= 0:
-        raise ValueError(f"the amount must be positive, not {amount}")
-    # Also what keeps the 100-digit scaling exact: rounding needs far more digits.
-    if units >= _UINT256:
-        raise ValueError(f"{amount} is more than any EVM amount can be")
-    return int(units)
 
 
 def _show(units: int, decimals: int) -> str:
@@ -262,7 +244,7 @@ class EvmPayoutSender:
         if currency != self.native:
             contract, decimals = self._token(currency)
         try:
-            units = amount_to_units(amount, decimals)
+            units = amount_to_units(amount, decimals, _UINT256)
         except ValueError as exc:
             raise TransferRefused(f"{self.network} {currency}: {exc}") from None
         chain_id = await self._node_chain_id()

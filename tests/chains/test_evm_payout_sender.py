@@ -392,7 +392,7 @@ def test_amount_to_units():
     )
     assert amount_to_units(Decimal("5E+2"), 6) == 500_000_000
     with pytest.raises(ValueError, match="more than any"):
-        amount_to_units(Decimal(2**256), 0)
+        amount_to_units(Decimal(2**256), 0, 2**256)
     # 10**70 + 10**-79 coins: 150 digits, which 100-digit scaling alone would round to a
     # whole number of wei.
     with pytest.raises(ValueError):
