@@ -58,7 +58,8 @@ class Litecoind:
 
     def rpc(self, method: str, *params: Any) -> Any:
         response = httpx.post(
-            f"http://127.0.0.1:{self.port}/",
+            # The payer's wallet: Paydesk keeps its own watch-only one on the same node.
+            f"http://127.0.0.1:{self.port}/wallet/payer",
             auth=(RPC_USER, RPC_PASSWORD),
             json={"jsonrpc": "1.0", "id": 1, "method": method, "params": list(params)},
             timeout=30,

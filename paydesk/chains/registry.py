@@ -72,6 +72,13 @@ def build_sender(
         return EvmPayoutSender.from_catalogue(
             network, services, settings.chain_nodes[network.code], key
         )
+    if network.family == "utxo":
+        from paydesk.chains.utxo_sender import UtxoPayoutSender
+
+        services = [s for s in catalogue.services if s.network == network.code]
+        return UtxoPayoutSender.from_catalogue(
+            network, services, settings.chain_nodes[network.code], keys.account(network.code)
+        )
     raise NetworkNotConfigured(f"no payouts on {network.code} ({network.family})")
 
 

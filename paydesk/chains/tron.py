@@ -113,7 +113,8 @@ def normalize_tron_address(address: str) -> str | None:
 
 
 def hex_to_base58(address: str) -> str:
-    """"41…" (21 bytes) or a 20-byte EVM-style body (event logs, topics) → T…."""
+    """An address as the API writes it → T…: "41" and 20 bytes, or the bare 20 bytes of
+    event logs (also left-padded to 32 bytes, as in topics)."""
     body = address[-40:] if len(address) in (40, 42, 64) else address
     raw = bytes([ADDRESS_PREFIX]) + bytes.fromhex(body)
     if len(raw) != 21:
@@ -248,6 +249,8 @@ class TronAdapter:
     def _unavailable(self, what: str) -> Iterator[None]:
         try:
             yield
+        except ChainUnavailable:
+            raise
         except _UNAVAILABLE as exc:
             raise ChainUnavailable(f"{self.network}: {what}: {exc!r}") from exc
 
@@ -267,14 +270,14 @@ class TronAdapter:
         async with self._limit:
             with self._unavailable(path):
                 response = await self._http().post(f"/{path}", json=body or {})
-                if response.status_code == 404:
-                    raise EndpointMissing(f"{self.network}: {path}: HTTP 404")
-                if response.status_code >= 400:
-                    raise ChainUnavailable(
-                        f"{self.network}: {path}: HTTP {response.status_code} "
-                        f"{response.text[:200]!r}"
-                    )
-                answer = json.loads(response.text or "{}", parse_float=Decimal)
+        if response.status_code == 404:
+            raise EndpointMissing(f"{self.network}: {path}: HTTP 404")
+        if response.status_code >= 400:
+            raise ChainUnavailable(
+                f"{self.network}: {path}: HTTP {response.status_code} {response.text[:200]!r}"
+            )
+        with self._unavailable(path):
+            answer = json.loads(response.text or "{}", parse_float=Decimal)
         if isinstance(answer, dict) and "Error" in answer and not node_errors:
             raise ChainUnavailable(f"{self.network}: {path}: {answer['Error']}")
         return answer
@@ -318,7 +321,11 @@ class TronAdapter:
 
     async def solid_tip(self) -> int:
         """Height of the node's newest solidified block: it and everything below are final."""
-        return (await self._newest("walletsolidity")).height
+        return (await self.solid_header()).height
+
+    async def solid_header(self) -> BlockHeader:
+        """The node's newest solidified block: final, so what payouts refer to (TaPoS)."""
+        return await self._newest("walletsolidity")
 
     async def headers(self, start: int, end: int) -> list[BlockHeader]:
         start = max(start, 0)

@@ -238,8 +238,7 @@ class TronPayoutSender:
     async def _chain_parameters(self) -> dict[str, int]:
         answer = await self._adapter.post("wallet/getchainparameters")
         return {
-            str(item["key"]): int(item.get("value", 0))
-            for item in answer.get("chainParameter", [])
+            str(item["key"]): int(item.get("value", 0)) for item in answer.get("chainParameter", [])
         }
 
     def _token(self, currency: str) -> tuple[str, int]:
@@ -259,9 +258,7 @@ class TronPayoutSender:
                 fee=units_to_amount(int(info.get("fee", 0)), self._adapter.native_decimals),
             )
         try:
-            pending = await self._adapter.post(
-                "wallet/gettransactionfrompending", {"value": txid}
-            )
+            pending = await self._adapter.post("wallet/gettransactionfrompending", {"value": txid})
         except EndpointMissing:
             # A provider without the pending pool: "unknown" makes the caller broadcast the
             # same bytes again, which a node holding them answers as a duplicate.
@@ -414,7 +411,7 @@ class TronPayoutSender:
     async def _reference(self) -> tuple[str, int]:
         """The block id transactions refer to (TaPoS): the newest solidified one, which no
         reorganisation can take away (java-tron's own `createtransaction` does the same)."""
-        header = await self._adapter._newest("walletsolidity")
+        header = await self._adapter.solid_header()
         return header.hash, header.timestamp
 
     def _raw(self, kind: str, value: dict[str, Any], ref: tuple[str, int]) -> dict[str, Any]:

@@ -88,4 +88,3 @@ class UtxoAddressFormat:
         if self.p2sh_version is not None and version == self.p2sh_version:
             return bytes([_OP_HASH160, 20]) + key_hash + bytes([_OP_EQUAL]), address
         raise ValueError("another network's address")
-
