@@ -653,6 +653,8 @@ class TronApi:
         self.missing: set[str] = set()
         #: Serve no genesis block (a lite full node that pruned it).
         self.pruned = False
+        #: Answer broadcasts with this instead (a busy node, a refusal…).
+        self.broadcast_answer: dict[str, Any] | None = None
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = int(self._server.server_address[1])
@@ -784,6 +786,8 @@ class TronApi:
         return next((tx for tx in self.chain.pending if tx["txID"] == txid), {})
 
     def _broadcasttransaction(self, body: dict[str, Any], solid: bool) -> Any:
+        if self.broadcast_answer is not None:
+            return self.broadcast_answer
         return self.chain.submit(body)
 
     def _getaccount(self, body: dict[str, Any], solid: bool) -> Any:
