@@ -40,7 +40,6 @@ SECOND_FACTOR_TRIES = 5
 TOTP_ISSUER = "Paydesk"
 
 
-
 class Passwords:
     """argon2id hashing, off the event loop: one hash costs tens of milliseconds of CPU
     and 64 MiB, which would otherwise stall every other request of the process."""

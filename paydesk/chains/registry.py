@@ -75,6 +75,8 @@ def build_sender(
     if network.family == "utxo":
         from paydesk.chains.utxo_sender import UtxoPayoutSender
 
+        if network.bech32_hrp is None:
+            raise NetworkNotConfigured(f"no payouts on {network.code}: it has no segwit")
         services = [s for s in catalogue.services if s.network == network.code]
         return UtxoPayoutSender.from_catalogue(
             network, services, settings.chain_nodes[network.code], keys.account(network.code)

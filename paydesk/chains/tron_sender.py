@@ -125,7 +125,8 @@ def _text(message: Any) -> str:
 
 
 def _trx(sun: int) -> str:
-    return f"{units_to_amount(sun, 6):f}"
+    """Sun as TRX for a message: no exponent, no trailing zeros."""
+    return f"{units_to_amount(sun, 6).normalize():f}"
 
 
 class TronPayoutSender:
@@ -233,13 +234,16 @@ class TronPayoutSender:
         results = answer.get("constant_result") or [""]
         if len(results[0]) != 64 or _reverted(answer):
             raise ChainMismatch(f"{self.network}: no TRC-20 contract answers at {contract}")
-        return int(results[0], 16)
+        with self._adapter._unavailable(f"balanceOf at {contract}"):
+            return int(results[0], 16)
 
     async def _chain_parameters(self) -> dict[str, int]:
         answer = await self._adapter.post("wallet/getchainparameters")
-        return {
-            str(item["key"]): int(item.get("value", 0)) for item in answer.get("chainParameter", [])
-        }
+        with self._adapter._unavailable("getchainparameters"):
+            return {
+                str(item["key"]): int(item.get("value", 0))
+                for item in answer.get("chainParameter", [])
+            }
 
     def _token(self, currency: str) -> tuple[str, int]:
         token = self._tokens_by_currency.get(currency)
@@ -252,11 +256,12 @@ class TronPayoutSender:
         burned for bandwidth and energy). Otherwise in the node's pending pool, or unknown."""
         info = await self._adapter.post("wallet/gettransactioninfobyid", {"value": txid})
         if info:
-            return SentTransfer(
-                block_height=int(info["blockNumber"]),
-                succeeded=receipt_succeeded(info),
-                fee=units_to_amount(int(info.get("fee", 0)), self._adapter.native_decimals),
-            )
+            with self._adapter._unavailable(f"the receipt of {txid}"):
+                return SentTransfer(
+                    block_height=int(info["blockNumber"]),
+                    succeeded=receipt_succeeded(info),
+                    fee=units_to_amount(int(info.get("fee", 0)), self._adapter.native_decimals),
+                )
         try:
             pending = await self._adapter.post("wallet/gettransactionfrompending", {"value": txid})
         except EndpointMissing:
@@ -356,8 +361,8 @@ class TronPayoutSender:
         if held_units < units:
             raise HotWalletShort(
                 f"{self.network}: the hot wallet {self.hot_address} holds "
-                f"{units_to_amount(held_units, decimals):f} {currency}, "
-                f"{units_to_amount(units, decimals):f} {currency} are to be sent"
+                f"{units_to_amount(held_units, decimals).normalize():f} {currency}, "
+                f"{units_to_amount(units, decimals).normalize():f} {currency} are to be sent"
             )
         simulated = await self._constant_call(contract, TRANSFER_SELECTOR, parameter)
         if _reverted(simulated):
@@ -447,6 +452,8 @@ class TronPayoutSender:
         except ValueError as exc:
             raise TransferRefused(f"{self.network}: {transfer.txid} is no transaction") from exc
         answer = await self._adapter.post("wallet/broadcasttransaction", body, node_errors=True)
+        if not isinstance(answer, dict):
+            raise ChainUnavailable(f"{self.network}: broadcasttransaction answered {answer!r}")
         if answer.get("result") is True:
             return
         code = answer.get("code")
@@ -460,7 +467,7 @@ class TronPayoutSender:
             # top-up, until they expire (and are then signed anew).
             raise ChainUnavailable(
                 f"{self.network}: the hot wallet cannot pay the bandwidth of "
-                f"{transfer.txid} yet: {text}"
+                f"{transfer.txid} yet: {code} {text}"
             )
         if await self.lookup(transfer.txid) is not None:
             return

@@ -38,7 +38,7 @@ from paydesk.chains.adapter import (
     SentTransfer,
     SignedTransfer,
 )
-from paydesk.chains.registry import WATCHED_FAMILIES, build_sender
+from paydesk.chains.registry import WATCHED_FAMILIES, NetworkNotConfigured, build_sender
 from paydesk.chains.watcher import worker_identity
 from paydesk.context import Context
 from paydesk.db import utcnow
@@ -365,19 +365,21 @@ async def run_payout_worker(worker: PayoutWorker, stop: asyncio.Event, poll_seco
 
 async def hot_wallets(context: Context) -> list[tuple[Network, PayoutSender]]:
     """Every enabled network that payouts can be sent on, with its hot wallet (the caller
-    closes them)."""
+    closes them). A network whose payouts Paydesk cannot sign yet is left out, said once."""
     async with context.db.transaction() as session:
         await context.addresses.keys.load(session)
-    return [
-        (
-            network,
-            build_sender(
-                network, context.catalogue, context.settings, context.db, context.addresses.keys
-            ),
-        )
-        for network in context.catalogue.networks
-        if network.family in WATCHED_FAMILIES
-    ]
+    wallets = []
+    for network in context.catalogue.networks:
+        if network.family not in WATCHED_FAMILIES:
+            continue
+        try:
+            sender = build_sender(network, context.catalogue, context.settings, context.db,
+                                  context.addresses.keys)  # fmt: skip
+        except NetworkNotConfigured as exc:
+            log.warning("payouts.network_without_sender", network=network.code, reason=str(exc))
+            continue
+        wallets.append((network, sender))
+    return wallets
 
 
 async def payouts_loop(context: Context, stop: asyncio.Event) -> None:
