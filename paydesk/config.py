@@ -57,6 +57,17 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON object of network → node URL, e.g. {"eth": "http://127.0.0.1:8545"}.',
     )
+    chain_solidity_nodes: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON object of network → the node's solidity API (TRON: a java-tron "
+        'full node serves /walletsolidity on its own port, e.g. {"tron": '
+        '"http://127.0.0.1:8091"}); absent: the main URL serves it, as TronGrid does.',
+    )
+    chain_api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON object of network → API key of a hosted node (TRON: sent as "
+        'TRON-PRO-API-KEY, e.g. {"tron": "…"} for TronGrid).',
+    )
     devnet_block_seconds: float = Field(
         default=2.0, gt=0, description="How often the built-in devnet produces a block."
     )
@@ -287,7 +298,16 @@ class Settings(BaseSettings):
     def _split_upper(cls, value: Any) -> Any:
         return _comma_list(value, str.upper)
 
-    @field_validator("rate_endpoints", "chain_nodes", mode="before")
+    @field_validator("chain_api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if isinstance(value, dict):
+            return {str(k).lower(): v for k, v in value.items()}
+        return value
+
+    @field_validator("rate_endpoints", "chain_nodes", "chain_solidity_nodes", mode="before")
     @classmethod
     def _parse_endpoints(cls, value: Any) -> Any:
         if isinstance(value, str):

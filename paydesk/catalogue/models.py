@@ -33,6 +33,8 @@ class Network:
     bech32_hrp: str | None = None
     p2pkh_version: int | None = None
     p2sh_version: int | None = None
+    #: TRON: the id of block 0 the node must serve (mainnet, Nile, Shasta differ there).
+    genesis_id: str | None = None
 
     def tx_url(self, txid: str) -> str | None:
         """The explorer page of a transaction. The txid is quoted: it comes from a chain

@@ -141,6 +141,7 @@ def build_catalogue(data: dict[str, Any], enabled_networks: list[str]) -> Catalo
             bech32_hrp=entry.get("bech32_hrp"),
             p2pkh_version=_byte(code, entry, "p2pkh_version"),
             p2sh_version=_byte(code, entry, "p2sh_version"),
+            genesis_id=entry.get("genesis_id"),
         )
         for code, entry in data.get("networks", {}).items()
     }

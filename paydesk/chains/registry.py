@@ -3,6 +3,8 @@ id, coins and token contracts, confirmations), the settings say where its node i
 
 from __future__ import annotations
 
+from typing import Any
+
 from paydesk.catalogue.models import Network
 from paydesk.catalogue.service import Catalogue
 from paydesk.chains.adapter import ChainAdapter, PayoutSender
@@ -12,7 +14,7 @@ from paydesk.config import Settings
 from paydesk.db import Database
 
 #: Network families Paydesk has an adapter for.
-WATCHED_FAMILIES = frozenset({"devnet", "evm", "utxo"})
+WATCHED_FAMILIES = frozenset({"devnet", "evm", "utxo", "tron"})
 
 
 class NetworkNotConfigured(ValueError):
@@ -55,6 +57,16 @@ def build_adapter(
 
         services = [s for s in catalogue.services if s.network == network.code]
         return UtxoAdapter.from_catalogue(network, services, settings.chain_nodes[network.code])
+    if network.family == "tron":
+        from paydesk.chains.tron import TronAdapter
+
+        services = [s for s in catalogue.services if s.network == network.code]
+        return TronAdapter.from_catalogue(
+            network,
+            services,
+            settings.chain_nodes[network.code],
+            **_tron_options(network, settings),
+        )
     raise NetworkNotConfigured(f"no adapter for {network.code} ({network.family})")
 
 
@@ -81,7 +93,25 @@ def build_sender(
         return UtxoPayoutSender.from_catalogue(
             network, services, settings.chain_nodes[network.code], keys.account(network.code)
         )
+    if network.family == "tron":
+        from paydesk.chains.tron_sender import TronPayoutSender
+
+        services = [s for s in catalogue.services if s.network == network.code]
+        key = keys.hot_wallet(network.code).PrivateKey().Raw().ToBytes()
+        return TronPayoutSender.from_catalogue(
+            network, services, settings.chain_nodes[network.code], key,
+            **_tron_options(network, settings),
+        )  # fmt: skip
     raise NetworkNotConfigured(f"no payouts on {network.code} ({network.family})")
+
+
+def _tron_options(network: Network, settings: Settings) -> dict[str, Any]:
+    key = settings.chain_api_keys.get(network.code)
+    return {
+        "genesis_id": network.genesis_id,
+        "api_key": key.get_secret_value() if key is not None else None,
+        "solidity_url": settings.chain_solidity_nodes.get(network.code),
+    }
 
 
 def normalize_address(network: Network, address: str) -> str | None:
@@ -98,4 +128,8 @@ def normalize_address(network: Network, address: str) -> str | None:
         from paydesk.chains.utxo_addresses import UtxoAddressFormat
 
         return UtxoAddressFormat.of(network).normalize(address)
+    if network.family == "tron":
+        from paydesk.chains.tron import normalize_tron_address
+
+        return normalize_tron_address(address)
     return None

@@ -2,7 +2,9 @@
 
 Speaks java-tron's HTTP API (`/wallet/*` of a full node, `/walletsolidity/*` for what is
 solidified), which TronGrid-style providers serve too; a provider's key goes in the
-`TRON-PRO-API-KEY` header. Requests leave `visible` unset, so the node writes addresses
+`TRON-PRO-API-KEY` header. A self-hosted java-tron serves the solidity API on a second
+port (8091 beside 8090): `solidity_url`; without one, `getnodeinfo` names the solidified
+block. Requests leave `visible` unset, so the node writes addresses
 as hex with the 0x41 prefix (event logs: 20 bytes without it) and messages as hex.
 
 What is reported:
@@ -32,7 +34,7 @@ import asyncio
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from decimal import Context, Decimal
+from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
@@ -47,6 +49,7 @@ from paydesk.chains.adapter import (
     ChainMismatch,
     ChainUnavailable,
     Transfer,
+    units_to_amount,
 )
 
 #: Genesis block ids of the public TRON networks (what `getblockbynum {"num": 0}` returns).
@@ -69,8 +72,6 @@ MAX_BLOCKS_PER_CALL = 100
 #: Transaction kinds whose execution can emit token events.
 CONTRACT_CALLS = frozenset({"TriggerSmartContract", "CreateSmartContract"})
 
-#: Enough digits for any uint256 (78 digits), so scaling an amount never rounds.
-_EXACT = Context(prec=100)
 _HEX = frozenset("0123456789abcdef")
 
 #: Transport failures and unreadable or malformed answers: worth retrying later.
@@ -80,11 +81,6 @@ _UNAVAILABLE = (httpx.HTTPError, OSError, ValueError, KeyError, TypeError, Index
 class EndpointMissing(ChainUnavailable):
     """The node has no such endpoint (HTTP 404): an older java-tron, or a provider that
     does not serve it."""
-
-
-def units_to_amount(value: int, decimals: int) -> Decimal:
-    """An integer amount of the smallest unit (sun, token units) as exact whole coins."""
-    return Decimal(value).scaleb(-decimals, _EXACT)
 
 
 def _is_hex(text: str) -> bool:
@@ -182,6 +178,7 @@ class TronAdapter:
         native_decimals: int = TRX_DECIMALS,
         genesis_id: str | None = MAINNET_GENESIS,
         api_key: str | None = None,
+        solidity_url: str | None = None,
         batch_size: int = MAX_BLOCKS_PER_CALL,
         concurrency: int = 4,
         timeout: float = 30.0,
@@ -190,6 +187,9 @@ class TronAdapter:
             raise ValueError(f"batch_size must be 1..{MAX_BLOCKS_PER_CALL}, not {batch_size}")
         self.network = network
         self.url = url.rstrip("/")
+        #: Where `/walletsolidity/*` is served: the same host on TronGrid-style providers,
+        #: a second port (8091) on a self-hosted java-tron.
+        self.solidity_url = (solidity_url or url).rstrip("/")
         self.native = native
         self.native_decimals = native_decimals
         self.genesis_id = genesis_id.lower() if genesis_id else None
@@ -212,9 +212,9 @@ class TronAdapter:
         self._timeout = timeout
         self._limit = asyncio.Semaphore(max(1, concurrency))
         self._client: httpx.AsyncClient | None = None
-        #: Whether the node has `getblock` (java-tron 4.7.1+): a header without the
-        #: block's transactions. None until asked.
-        self._has_getblock: bool | None = None
+        #: Whether `wallet` / `walletsolidity` have `getblock` (java-tron 4.7.1+): a
+        #: header without the block's transactions. Absent until asked.
+        self._has_getblock: dict[str, bool] = {}
 
     @classmethod
     def from_catalogue(
@@ -256,9 +256,7 @@ class TronAdapter:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None or self._client.is_closed:
-            self._client = httpx.AsyncClient(
-                base_url=self.url, headers=self._headers, timeout=self._timeout
-            )
+            self._client = httpx.AsyncClient(headers=self._headers, timeout=self._timeout)
         return self._client
 
     async def post(
@@ -267,9 +265,10 @@ class TronAdapter:
         """POST to the node and return the decoded JSON. Transport failures, HTTP errors and
         the node's own `{"Error": …}` answers raise ChainUnavailable; with `node_errors` the
         latter are returned, for the callers that must tell them apart."""
+        base = self.solidity_url if path.startswith("walletsolidity/") else self.url
         async with self._limit:
             with self._unavailable(path):
-                response = await self._http().post(f"/{path}", json=body or {})
+                response = await self._http().post(f"{base}/{path}", json=body or {})
         if response.status_code == 404:
             raise EndpointMissing(f"{self.network}: {path}: HTTP 404")
         if response.status_code >= 400:
@@ -324,8 +323,21 @@ class TronAdapter:
         return (await self.solid_header()).height
 
     async def solid_header(self) -> BlockHeader:
-        """The node's newest solidified block: final, so what payouts refer to (TaPoS)."""
-        return await self._newest("walletsolidity")
+        """The node's newest solidified block: final, so what payouts refer to (TaPoS).
+        Without a solidity API at hand, the full node's `getnodeinfo` names it (height and
+        id only: the parent hash and time are then left empty)."""
+        try:
+            return await self._newest("walletsolidity")
+        except EndpointMissing:
+            pass
+        info = await self.post("wallet/getnodeinfo")
+        with self._unavailable("getnodeinfo solidityBlock"):
+            number, block_id = str(info["solidityBlock"]).split(",")
+            height = int(number.removeprefix("Num:"))
+            block_id = block_id.removeprefix("ID:").lower()
+            if len(block_id) != 64 or int(block_id[:16], 16) != height:
+                raise ValueError(f"{info['solidityBlock']!r} names no block")
+        return BlockHeader(height=height, hash=block_id, parent_hash="", timestamp=0)
 
     async def headers(self, start: int, end: int) -> list[BlockHeader]:
         start = max(start, 0)
@@ -398,18 +410,18 @@ class TronAdapter:
     async def _block_header_request(self, api: str, height: int | None) -> dict[str, Any]:
         """`getblock` with detail=false (the header alone), or on nodes without it the
         whole block (`getnowblock`, `getblockbynum`)."""
-        if self._has_getblock is not False:
+        if self._has_getblock.get(api, True):
             body: dict[str, Any] = {"detail": False}
             if height is not None:
                 body["id_or_num"] = str(height)
             try:
                 answer = await self.post(f"{api}/getblock", body)
             except EndpointMissing:
-                if self._has_getblock:
+                if self._has_getblock.get(api):
                     raise
-                self._has_getblock = False
+                self._has_getblock[api] = False
             else:
-                self._has_getblock = True
+                self._has_getblock[api] = True
                 return answer  # type: ignore[no-any-return]
         if height is None:
             return await self.post(f"{api}/getnowblock")  # type: ignore[no-any-return]

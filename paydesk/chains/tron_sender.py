@@ -41,14 +41,15 @@ from paydesk.chains.adapter import (
     NonceTaken,
     SentTransfer,
     SignedTransfer,
+    TransferRefused,
+    amount_to_units,
+    units_to_amount,
 )
 from paydesk.chains.tron import (
-    _EXACT,
     EndpointMissing,
     TronAdapter,
     base58_to_hex,
     receipt_succeeded,
-    units_to_amount,
 )
 
 SUN = 10**6
@@ -81,29 +82,9 @@ _TRANSIENT = frozenset(
 _DEAD = frozenset({"TRANSACTION_EXPIRATION_ERROR", "TAPOS_ERROR"})
 
 
-class TransferRefused(BroadcastRejected, ValueError):
-    """The transfer asked for is invalid (address, currency, amount, priority): no node
-    would ever take it. A BroadcastRejected, so the payout fails instead of waiting."""
-
-
 class TransferExpired(NonceTaken):
     """The signed transaction expired (or lost its reference block) without being mined:
     it never can be, so the payout may be signed again. TRON's stand-in for a taken nonce."""
-
-
-def amount_to_units(amount: Decimal, decimals: int, limit: int) -> int:
-    """Whole coins as an integer of the smallest unit, below `limit`; refuses anything that
-    would round, so a payout never sends a unit more or less than it says."""
-    if not isinstance(amount, Decimal) or not amount.is_finite():
-        raise ValueError(f"the amount must be a finite Decimal, not {amount!r}")
-    units = amount.scaleb(decimals, _EXACT)
-    if units != units.to_integral_value():
-        raise ValueError(f"{amount} has more than {decimals} decimals")
-    if units <= 0:
-        raise ValueError(f"the amount must be positive, not {amount}")
-    if units >= limit:
-        raise ValueError(f"{amount} is more than any such amount can be")
-    return int(units)
 
 
 def _word(value: int) -> str:

@@ -371,6 +371,31 @@ async def test_tip_and_solidified_tip(adapter: TronAdapter, node: TronApi):
     assert await adapter.solid_tip() == 40
 
 
+async def test_a_self_hosted_node_serves_solidity_on_another_port(node: TronApi):
+    node.missing = {"walletsolidity/getblock", "walletsolidity/getnowblock"}
+    node.chain.mine(30)
+    with TronApi(node.chain) as solidity:
+        tron = TronAdapter("tron", node.url, {}, solidity_url=solidity.url)
+        try:
+            assert await tron.solid_tip() == 31 - 19
+            assert await tron.tip() == 31
+        finally:
+            await tron.close()
+    assert solidity.requests == [("walletsolidity/getblock", {"detail": False})]
+    assert node.calls("walletsolidity/getblock") == 0
+
+
+async def test_without_a_solidity_api_the_node_info_names_the_solid_block(
+    adapter: TronAdapter, node: TronApi
+):
+    node.missing = {"walletsolidity/getblock", "walletsolidity/getnowblock"}
+    node.chain.mine(30)
+    header = await adapter.solid_header()
+    assert (header.height, header.hash) == (12, node.chain.block(12)["blockID"])
+    node.chain.mine()
+    assert await adapter.solid_tip() == 13
+
+
 async def test_nodes_without_getblock_serve_whole_blocks(adapter: TronAdapter, node: TronApi):
     node.missing = {"wallet/getblock", "walletsolidity/getblock"}
     node.chain.mine(25)

@@ -416,6 +416,18 @@ async def test_a_node_that_is_down(make_sender: MakeSender, node: TronApi):
     await sender.broadcast(signed)
 
 
+async def test_signing_without_a_solidity_api(sender: TronPayoutSender, node: TronApi):
+    node.missing = {"walletsolidity/getblock", "walletsolidity/getnowblock"}
+    node.chain.mine(25)
+    to = new_address()
+    node.chain.fund(to, TRX)
+    signed = await sender.sign_transfer(to, "TRX", Decimal("2"))
+    solid = node.chain.block(node.chain.solid_height)["blockID"]
+    assert decoded(signed)["raw_data"]["ref_block_hash"] == solid[16:32]
+    await sender.broadcast(signed)
+    assert node.chain.sun(to) == 3 * TRX
+
+
 async def test_lookup_without_the_pending_pool_endpoint(sender: TronPayoutSender, node: TronApi):
     node.missing = {"wallet/gettransactionfrompending"}
     assert await sender.lookup("cd" * 32) is None
