@@ -166,10 +166,11 @@ class PayoutWorker:
         except ChainUnavailable as exc:
             log.warning("payouts.node_unavailable", network=self.code, error=str(exc))
             return "unsent"
-        except NonceTaken:
-            # Another transaction of the hot wallet has this nonce: ours can never be
-            # mined, so nothing was sent and the payout can be signed again.
-            return await self._requeue(payout, "the nonce was used by another transaction")
+        except NonceTaken as exc:
+            # Ours can never be mined (its nonce or its inputs went to another transaction,
+            # or it expired unmined): nothing was sent, the payout can be signed again.
+            return await self._requeue(payout, str(exc) or "the nonce was used by another "
+                                       "transaction")  # fmt: skip
         except BroadcastRejected as exc:
             if not first:
                 # Sent before (or maybe: a lost answer, a crash after the broadcast), the
