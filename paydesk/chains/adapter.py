@@ -7,9 +7,12 @@ are the watcher's job, the same for every network.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact
 from typing import Protocol
+
+from paydesk.catalogue.models import Network, Service
 
 #: `Transfer.output_index` of an EVM transaction's own (native coin) value; token transfers
 #: use the log's index, UTXO chains the output's position.
@@ -18,6 +21,32 @@ NATIVE_VALUE_INDEX = -1
 #: Wide enough that scaling any chain amount between whole coins and units never rounds;
 #: an amount that would round anyway is refused (Inexact is trapped).
 UNITS_CONTEXT = Context(prec=100, traps=[Inexact])
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkCoins:
+    """What a network carries, from the catalogue: its native coin's places on chain and
+    its tokens (contract → currency, decimals)."""
+
+    native_decimals: int
+    tokens: dict[str, tuple[str, int]]
+
+
+def network_coins(
+    network: Network, services: Iterable[Service], native_default: int
+) -> NetworkCoins:
+    """Services with a contract are the network's tokens; the one in the native coin gives
+    its decimals. Services switched off for new invoices count: payments may still arrive."""
+    native_decimals = native_default
+    tokens: dict[str, tuple[str, int]] = {}
+    for service in services:
+        if service.network != network.code:
+            continue
+        if service.contract:
+            tokens[service.contract] = (service.currency, service.decimals)
+        elif service.currency == network.native:
+            native_decimals = service.decimals
+    return NetworkCoins(native_decimals, tokens)
 
 
 def units_to_amount(value: int, decimals: int) -> Decimal:

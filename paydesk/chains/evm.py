@@ -36,6 +36,7 @@ from paydesk.chains.adapter import (
     ChainMismatch,
     ChainUnavailable,
     Transfer,
+    network_coins,
     units_to_amount,
 )
 
@@ -119,21 +120,13 @@ class EvmAdapter:
         Services switched off for new invoices are kept: payments may still arrive."""
         if network.family != "evm":
             raise ValueError(f"{network.code} is not an EVM network (family {network.family})")
-        native_decimals = 18
-        tokens: dict[str, tuple[str, int]] = {}
-        for service in services:
-            if service.network != network.code:
-                continue
-            if service.contract:
-                tokens[service.contract] = (service.currency, service.decimals)
-            elif service.currency == network.native:
-                native_decimals = service.decimals
+        coins = network_coins(network, services, 18)
         return cls(
             network.code,
             url,
             network.native,
-            tokens,
-            native_decimals=native_decimals,
+            coins.tokens,
+            native_decimals=coins.native_decimals,
             chain_id=network.chain_id,
             **options,
         )

@@ -49,6 +49,7 @@ from paydesk.chains.adapter import (
     ChainMismatch,
     ChainUnavailable,
     Transfer,
+    network_coins,
     units_to_amount,
 )
 
@@ -226,21 +227,13 @@ class TronAdapter:
         go to the constructor."""
         if network.family != "tron":
             raise ValueError(f"{network.code} is not a TRON network (family {network.family})")
-        native_decimals = TRX_DECIMALS
-        tokens: dict[str, tuple[str, int]] = {}
-        for service in services:
-            if service.network != network.code:
-                continue
-            if service.contract:
-                tokens[service.contract] = (service.currency, service.decimals)
-            elif service.currency == network.native:
-                native_decimals = service.decimals
+        coins = network_coins(network, services, TRX_DECIMALS)
         return cls(
             network.code,
             url,
-            tokens,
+            coins.tokens,
             native=network.native,
-            native_decimals=native_decimals,
+            native_decimals=coins.native_decimals,
             **options,
         )
 

@@ -19,6 +19,7 @@ from paydesk.chains.adapter import (
     ChainMismatch,
     ChainUnavailable,
     Transfer,
+    network_coins,
 )
 from paydesk.chains.bitcoin_rpc import NOT_FOUND, BitcoinRpc, RpcError
 from paydesk.chains.utxo_addresses import UtxoAddressFormat
@@ -63,10 +64,7 @@ class UtxoAdapter:
     ) -> UtxoAdapter:
         if network.family != "utxo":
             raise ValueError(f"{network.code} is not a UTXO network (family {network.family})")
-        decimals = next(
-            (s.decimals for s in services
-             if s.network == network.code and s.currency == network.native), 8,
-        )  # fmt: skip
+        decimals = network_coins(network, services, 8).native_decimals
         return cls(
             network.code,
             url,

@@ -12,7 +12,7 @@ signed transaction gets the next one, so no change address is ever used twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -37,6 +37,7 @@ from paydesk.chains.adapter import (
     SignedTransfer,
     TransferRefused,
     amount_to_units,
+    network_coins,
     units_to_amount,
 )
 from paydesk.chains.bitcoin_rpc import NOT_FOUND, BitcoinRpc, RpcError
@@ -110,10 +111,7 @@ class UtxoPayoutSender:
         cls, network: Network, services: Iterable[Service], url: str, account: Bip44Base,
         **options: Any,
     ) -> UtxoPayoutSender:  # fmt: skip
-        decimals = next(
-            (s.decimals for s in services
-             if s.network == network.code and s.currency == network.native), 8,
-        )  # fmt: skip
+        decimals = network_coins(network, services, 8).native_decimals
         return cls(network.code, url, network.native, UtxoAddressFormat.of(network), account,
                    node_chain=network.node_chain, decimals=decimals, **options)  # fmt: skip
 
@@ -233,7 +231,7 @@ class UtxoPayoutSender:
         change_address, _ = self._key(change_index)
         fee_per_kvb = await self._fee_rate(target)
         coins = sorted(await self._coins(), key=lambda coin: coin.units, reverse=True)
-        chosen, fee, change = _select(coins, units, len(script), fee_per_kvb, self.decimals)
+        chosen, fee, change = select_coins(coins, units, len(script), fee_per_kvb, self.decimals)
         if chosen is None:
             have = units_to_amount(sum(c.units for c in coins), self.decimals)
             raise HotWalletShort(
@@ -326,34 +324,63 @@ class UtxoPayoutSender:
         return max(chosen or self.fallback_fee_per_kvb, relay)
 
     async def _sign(self, coins: list[Coin], outputs: list[TransactionOutput]) -> Transaction:
-        """A PSBT of the chosen outputs, signed input by input with the key of the address
-        each belongs to, then finalized into the raw transaction."""
+        """The chosen outputs signed with the keys of the addresses they belong to (hot
+        or change, numbered as the node's wallet knows them)."""
         known = await self._known_change()
-        inputs = [
-            TransactionInput(bytes.fromhex(coin.txid), coin.vout, sequence=RBF_SEQUENCE)
-            for coin in coins
-        ]
-        tx = Transaction(version=2, vin=inputs, vout=outputs, locktime=0)
-        psbt = PSBT(tx)
-        for slot, coin in zip(psbt.inputs, coins, strict=True):
-            script = self.address_format.script_pubkey(coin.address)
-            slot.witness_utxo = TransactionOutput(coin.units, Script(script))
-        signed = 0
-        for index in {known[coin.address] for coin in coins}:
-            signed += psbt.sign_with(ec.PrivateKey(self._key(index)[1]))
-        if signed != len(coins):
-            raise BroadcastRejected(f"{self.network}: signed {signed} of {len(coins)} inputs")
-        final = finalize_psbt(psbt)
-        if final is None:
-            raise BroadcastRejected(f"{self.network}: the transaction could not be finalized")
-        return final
+        keys = {coin.address: self._key(known[coin.address])[1] for coin in coins}
+        try:
+            return sign_transaction(coins, outputs, keys, self.address_format)
+        except SigningFailed as exc:
+            raise BroadcastRejected(f"{self.network}: {exc}") from None
 
 
-def _select(
+class SigningFailed(ValueError):
+    """A transaction could not be fully signed: a key is missing or matches no input."""
+
+
+def sign_transaction(
+    coins: Sequence[Coin],
+    outputs: Sequence[TransactionOutput],
+    keys: Mapping[str, bytes],
+    address_format: UtxoAddressFormat,
+) -> Transaction:
+    """A PSBT spending `coins` to `outputs` (version 2, every input signalling
+    replace-by-fee, no locktime), signed input by input with the private key `keys` holds
+    for the address each coin belongs to, then finalized into the raw transaction.
+
+    Pure (no node): what Paydesk broadcasts is exactly what this returns, so it can be
+    checked against a consensus implementation on its own."""
+    inputs = [
+        TransactionInput(bytes.fromhex(coin.txid), coin.vout, sequence=RBF_SEQUENCE)
+        for coin in coins
+    ]
+    tx = Transaction(version=2, vin=inputs, vout=list(outputs), locktime=0)
+    psbt = PSBT(tx)
+    for slot, coin in zip(psbt.inputs, coins, strict=True):
+        script = address_format.script_pubkey(coin.address)
+        slot.witness_utxo = TransactionOutput(coin.units, Script(script))
+    missing = sorted({coin.address for coin in coins} - set(keys))
+    if missing:
+        raise SigningFailed(f"no key for {', '.join(missing)}")
+    signed = 0
+    # One pass per distinct key: embit signs every input whose script the key matches.
+    for private in {keys[coin.address] for coin in coins}:
+        signed += psbt.sign_with(ec.PrivateKey(private))
+    if signed != len(coins):
+        raise SigningFailed(f"signed {signed} of {len(coins)} inputs")
+    final = finalize_psbt(psbt)
+    if final is None:
+        raise SigningFailed("the transaction could not be finalized")
+    return final
+
+
+def select_coins(
     coins: list[Coin], units: int, script_length: int, fee_per_kvb: Decimal, decimals: int
 ) -> tuple[list[Coin] | None, int, int]:
-    """Largest first until the amount and the fee of the inputs so far are covered; the
-    change output is dropped (its value added to the fee) when it would be dust."""
+    """Coins taken in the order given (the sender sorts them largest first) until the
+    amount and the fee of the inputs so far are covered; the change output is dropped (its
+    value added to the fee) when it would be dust. Returns (chosen or None, fee, change),
+    in units; `fee_per_kvb` is in coins per 1000 virtual bytes."""
     per_vbyte = fee_per_kvb.scaleb(decimals) / Decimal(1000)
     payee_vbytes = 9 + script_length
     change_vbytes = 31  # a P2WPKH output

@@ -7,7 +7,10 @@ from __future__ import annotations
 import hmac
 import secrets
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from fastapi import HTTPException, Request
 from fastapi.responses import Response
@@ -131,6 +134,24 @@ async def anonymous_form(request: Request) -> Form:
 
 def client_of(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+class ProjectRequest(NamedTuple):
+    context: Context
+    session: AsyncSession
+    visitor: Visitor
+    project: Merchant
+
+
+@asynccontextmanager
+async def project_request(request: Request, merchant_id: str) -> AsyncIterator[ProjectRequest]:
+    """A project page's transaction: who is signed in and their project (404 for anyone
+    else's); what the page writes commits with it."""
+    context = context_of(request)
+    async with context.db.transaction() as session:
+        current = await visitor(request, session)
+        project = await owned_project(session, current.user, merchant_id)
+        yield ProjectRequest(context, session, current, project)
 
 
 async def owned_project(session: AsyncSession, user: User, merchant_id: str) -> Merchant:

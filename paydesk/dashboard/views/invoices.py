@@ -29,6 +29,7 @@ from paydesk.dashboard.security import (
     Visitor,
     context_of,
     owned_project,
+    project_request,
     signed_form,
     visitor,
 )
@@ -158,20 +159,14 @@ async def _invoice(
 
 @router.get("/{merchant_id}/invoices/{invoice_uuid}")
 async def invoice_page(request: Request, merchant_id: str, invoice_uuid: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (_context, session, current, project):
         return await _invoice(request, session, current, project, _invoice_uuid(invoice_uuid))
 
 
 @router.post("/{merchant_id}/invoices/{invoice_uuid}/resend")
 async def resend_webhook(request: Request, merchant_id: str, invoice_uuid: str) -> Response:
     """Queue the invoice's latest webhook again; the page says why when it cannot."""
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (_context, session, current, project):
         await signed_form(request, current)
         wanted = _invoice_uuid(invoice_uuid)
         try:

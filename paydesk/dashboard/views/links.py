@@ -21,9 +21,8 @@ from paydesk.dashboard.security import (
     DASHBOARD,
     Visitor,
     context_of,
-    owned_project,
+    project_request,
     signed_form,
-    visitor,
 )
 from paydesk.dashboard.views.wallets import parse_amount, parse_cursor
 from paydesk.invoices import service as invoices
@@ -177,10 +176,7 @@ async def _list_page(
 
 @router.get("/{merchant_id}/links")
 async def links_page(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (_context, session, current, project):
         before = parse_cursor(request.query_params.get("before"))
         return await _list_page(request, session, current, project, before=before)
 
@@ -190,10 +186,7 @@ async def create_link(request: Request, merchant_id: str) -> Response:
     """Make the link's invoice with the project's preferences (default callback URL, who
     pays the commission, its coins). In a savepoint: a refusal leaves nothing behind
     (not even a claimed address) while the form is answered from the same transaction."""
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (context, session, current, project):
         form = LinkForm.read(await signed_form(request, current))
         amount = parse_amount(form.amount)
         offered = {f"{s.currency}/{s.network}": s for s in offered_services(context)}
@@ -282,10 +275,7 @@ def _link_page(
 
 @router.get("/{merchant_id}/links/{link_id}")
 async def link_page(request: Request, merchant_id: str, link_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (_context, session, current, project):
         row = await _link_row(session, project, link_id)
         return _link_page(request, current, project, row)
 
@@ -295,10 +285,7 @@ async def disable_link(request: Request, merchant_id: str, link_id: str) -> Resp
     """Cancel the link's invoice (the shop is told, as for an expiry). Refused once a
     payment is under way: the service checks that before it writes (the one thing that
     may precede it is the expiry of an invoice whose time is up, which any reader does)."""
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (context, session, current, project):
         await signed_form(request, current)
         row = await _link_row(session, project, link_id)
         try:

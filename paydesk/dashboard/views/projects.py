@@ -19,7 +19,7 @@ from paydesk.dashboard.security import (
     Visitor,
     client_of,
     context_of,
-    owned_project,
+    project_request,
     signed_form,
     visitor,
 )
@@ -86,20 +86,14 @@ async def new_project(request: Request) -> Response:
 
 @router.get("/{merchant_id}/integration")
 async def integration_page(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
-    return render(request, "project_integration.html", current, project=project,
-                  integrations=INTEGRATIONS)  # fmt: skip
+    async with project_request(request, merchant_id) as (_, _, current, project):
+        return render(request, "project_integration.html", current, project=project,
+                      integrations=INTEGRATIONS)  # fmt: skip
 
 
 @router.post("/{merchant_id}/integration")
 async def choose_integration(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (_context, _session, current, project):
         form = await signed_form(request, current)
         chosen = form.get_one("integration")
         if chosen in {item.value for item in Integration}:
@@ -110,10 +104,7 @@ async def choose_integration(request: Request, merchant_id: str) -> Response:
 
 @router.get("/{merchant_id}")
 async def overview(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (context, session, current, project):
         wallets = await context.balances.wallets(session, project.id)
     return render(request, "project.html", current, project=project, section="overview",
                   wallets=wallets)  # fmt: skip
@@ -122,10 +113,7 @@ async def overview(request: Request, merchant_id: str) -> Response:
 # ------------------------------------------------------------------ API access and keys
 @router.get("/{merchant_id}/api")
 async def api_page(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (context, _session, current, project):
         return _api(request, current, project, context.vault)
 
 
@@ -151,10 +139,7 @@ def _api(
 
 @router.post("/{merchant_id}/api/request")
 async def request_access(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (context, session, current, project):
         form = await signed_form(request, current)
         try:
             await merchants.request_api_access(
@@ -171,10 +156,7 @@ async def request_access(request: Request, merchant_id: str) -> Response:
 
 @router.post("/{merchant_id}/api/payment-key")
 async def rotate_payment_key(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (context, session, current, project):
         await signed_form(request, current)
         await merchants.rotate_key(session, context.vault, project.id, KeyKind.PAYMENT)
     context.credentials.invalidate(project.id)
@@ -185,10 +167,7 @@ async def rotate_payment_key(request: Request, merchant_id: str) -> Response:
 async def payout_key(request: Request, merchant_id: str) -> Response:
     """Show (action=reveal) or replace (action=rotate) the payout key; both need the
     password again, and a replaced key holds payouts for the configured hours."""
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (context, session, current, project):
         form = await signed_form(request, current)
         try:
             await accounts.recheck_password(
@@ -221,10 +200,7 @@ async def payout_key(request: Request, merchant_id: str) -> Response:
 # ------------------------------------------------------------------ Moneroo dialect
 @router.get("/{merchant_id}/moneroo")
 async def moneroo_page(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (_context, session, current, project):
         return await _moneroo(request, session, current, project)
 
 
@@ -243,10 +219,7 @@ async def _moneroo(request: Request, session: AsyncSession, current: Visitor, pr
 
 @router.post("/{merchant_id}/moneroo/endpoints")
 async def moneroo_endpoint_add(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (context, session, current, project):
         form = await signed_form(request, current)
         try:
             await webhook_endpoints.add(
@@ -262,10 +235,7 @@ async def moneroo_endpoint_add(request: Request, merchant_id: str) -> Response:
 
 @router.post("/{merchant_id}/moneroo/endpoints/{endpoint_id}")
 async def moneroo_endpoint_change(request: Request, merchant_id: str, endpoint_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (context, session, current, project):
         form = await signed_form(request, current)
         try:
             endpoint = uuid.UUID(endpoint_id)
@@ -285,10 +255,7 @@ async def moneroo_endpoint_change(request: Request, merchant_id: str, endpoint_i
 # ------------------------------------------------------------------ settings
 @router.get("/{merchant_id}/settings")
 async def settings_page(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (_context, _session, current, project):
         return _settings(request, current, project)
 
 
@@ -313,10 +280,7 @@ def _settings(request: Request, current: Visitor, project: Merchant, *, error: s
 
 @router.post("/{merchant_id}/settings")
 async def save_settings(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (context, session, current, project):
         form = await signed_form(request, current)
         offered = {
             f"{s.currency}/{s.network}": s

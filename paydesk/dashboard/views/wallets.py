@@ -21,9 +21,8 @@ from paydesk.dashboard.security import (
     DASHBOARD,
     Visitor,
     context_of,
-    owned_project,
+    project_request,
     signed_form,
-    visitor,
 )
 from paydesk.ledger import service as ledger
 from paydesk.ledger.balances import (
@@ -210,10 +209,7 @@ async def _page(
 
 @router.get("/{merchant_id}/wallets")
 async def wallets_page(request: Request, merchant_id: str) -> Response:
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (_context, session, current, project):
         before = parse_cursor(request.query_params.get("before"))
         return await _page(request, session, current, project, before=before)
 
@@ -223,10 +219,7 @@ async def transfer(request: Request, merchant_id: str) -> Response:
     """Move money between the two wallets. The transfer runs in a savepoint: a refusal
     (raised by the service before or after it created a wallet's account) leaves nothing
     behind, while the page is still answered from the same transaction."""
-    context = context_of(request)
-    async with context.db.transaction() as session:
-        current = await visitor(request, session)
-        project = await owned_project(session, current.user, merchant_id)
+    async with project_request(request, merchant_id) as (context, session, current, project):
         fields = await signed_form(request, current)
         form = TransferForm(
             direction=fields.get_one("direction"),
