@@ -1,5 +1,6 @@
-"""What the EVM end-to-end tests share: a real node per module (anvil), a stand-in USDT
-token on it, and the eth watcher stepped until it has read everything."""
+"""What the chain end-to-end tests share: a real EVM node per module (anvil), a stand-in
+USDT token on it, a network's watcher stepped until it has read everything, and its hot
+wallet."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from paydesk.chains.registry import build_adapter
+from paydesk.chains.adapter import PayoutSender
+from paydesk.chains.registry import build_adapter, build_sender
 from paydesk.chains.watcher import Watcher
 from paydesk.context import Context
 from tests.chains.anvil import ANVIL_BINARY, REPO_ROOT, Anvil
@@ -51,10 +53,11 @@ async def follow(watcher: Watcher) -> None:
 
 
 @asynccontextmanager
-async def eth_watcher(context: Context, confirmations: int) -> AsyncIterator[Watcher]:
-    """The eth watcher, already caught up with the node (a first one starts near its tip)."""
-    network = context.catalogue.network("eth")
-    assert network is not None and network.confirmations == confirmations
+async def chain_watcher(context: Context, code: str) -> AsyncIterator[Watcher]:
+    """The network's watcher, already caught up with the node (a first one starts near
+    its tip)."""
+    network = context.catalogue.network(code)
+    assert network is not None
     adapter = build_adapter(network, context.catalogue, context.settings, context.db)
     watcher = Watcher(context, network, adapter, owner="test")
     try:
@@ -62,3 +65,25 @@ async def eth_watcher(context: Context, confirmations: int) -> AsyncIterator[Wat
         yield watcher
     finally:
         await adapter.close()
+
+
+@asynccontextmanager
+async def eth_watcher(context: Context, confirmations: int) -> AsyncIterator[Watcher]:
+    assert context.catalogue.network("eth").confirmations == confirmations
+    async with chain_watcher(context, "eth") as watcher:
+        yield watcher
+
+
+@asynccontextmanager
+async def hot_wallet_of(context: Context, code: str) -> AsyncIterator[PayoutSender]:
+    """The network's hot wallet of this test's master seed (a fresh seed: empty)."""
+    async with context.db.transaction() as session:
+        await context.addresses.keys.load(session)
+    network = context.catalogue.network(code)
+    assert network is not None
+    sender = build_sender(network, context.catalogue, context.settings, context.db,
+                          context.addresses.keys)  # fmt: skip
+    try:
+        yield sender
+    finally:
+        await sender.close()

@@ -15,14 +15,13 @@ import pytest
 from pyCryptomusAPI.webhooks import process_payment_webhook
 from tronpy.keys import PrivateKey
 
-from paydesk.chains.registry import build_adapter, build_sender
 from paydesk.chains.tron_sender import TronPayoutSender
 from paydesk.chains.watcher import Watcher
 from paydesk.context import Context
 from paydesk.ledger.check import check_ledger
 from paydesk.payouts.worker import PayoutWorker
 from tests.devnet import deliver_webhooks
-from tests.evm import follow
+from tests.evm import chain_watcher, follow, hot_wallet_of
 from tests.tron_api import USDT, TronApi, key_address
 
 CONFIRMATIONS = 3
@@ -49,24 +48,15 @@ def settings_overrides(node: TronApi, tmp_path: Path) -> dict[str, Any]:
 
 @pytest.fixture
 async def watcher(context: Context) -> AsyncIterator[Watcher]:
-    network = context.catalogue.network("tron")
-    adapter = build_adapter(network, context.catalogue, context.settings, context.db)
-    watching = Watcher(context, network, adapter, owner="test")
-    await follow(watching)
-    yield watching
-    await adapter.close()
+    async with chain_watcher(context, "tron") as watching:
+        yield watching
 
 
 @pytest.fixture
 async def hot_wallet(context: Context) -> AsyncIterator[TronPayoutSender]:
-    async with context.db.transaction() as session:
-        await context.addresses.keys.load(session)
-    network = context.catalogue.network("tron")
-    sender = build_sender(network, context.catalogue, context.settings, context.db,
-                          context.addresses.keys)  # fmt: skip
-    assert isinstance(sender, TronPayoutSender)
-    yield sender
-    await sender.close()
+    async with hot_wallet_of(context, "tron") as sender:
+        assert isinstance(sender, TronPayoutSender)
+        yield sender
 
 
 async def test_usdt_on_tron_paid_announced_and_paid_out(

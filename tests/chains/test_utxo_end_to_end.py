@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 from pyCryptomusAPI.webhooks import process_payment_webhook
 
-from paydesk.chains.registry import build_adapter, build_sender
 from paydesk.chains.utxo_sender import UtxoPayoutSender
 from paydesk.chains.watcher import Watcher
 from paydesk.context import Context
 from paydesk.ledger.check import check_ledger
 from paydesk.payouts.worker import PayoutWorker
 from tests.devnet import deliver_webhooks
-from tests.evm import follow
+from tests.evm import chain_watcher, follow, hot_wallet_of
 from tests.litecoin import REGTEST_CATALOGUE, Litecoind, litecoind
 
 CONFIRMATIONS = 3
@@ -46,24 +45,15 @@ def settings_overrides(node: Litecoind, tmp_path: Path) -> dict[str, Any]:
 
 @pytest.fixture
 async def watcher(context: Context) -> AsyncIterator[Watcher]:
-    network = context.catalogue.network("ltc")
-    adapter = build_adapter(network, context.catalogue, context.settings, context.db)
-    watching = Watcher(context, network, adapter, owner="test")
-    await follow(watching)
-    yield watching
-    await adapter.close()
+    async with chain_watcher(context, "ltc") as watching:
+        yield watching
 
 
 @pytest.fixture
 async def hot_wallet(context: Context) -> AsyncIterator[UtxoPayoutSender]:
-    async with context.db.transaction() as session:
-        await context.addresses.keys.load(session)
-    network = context.catalogue.network("ltc")
-    sender = build_sender(network, context.catalogue, context.settings, context.db,
-                          context.addresses.keys)  # fmt: skip
-    assert isinstance(sender, UtxoPayoutSender)
-    yield sender
-    await sender.close()
+    async with hot_wallet_of(context, "ltc") as sender:
+        assert isinstance(sender, UtxoPayoutSender)
+        yield sender
 
 
 async def ledger_ok(context: Context) -> None:
