@@ -203,6 +203,12 @@ class Settings(BaseSettings):
     payout_poll_seconds: float = Field(
         default=2.0, gt=0, description="How often the payout worker looks for work."
     )
+    sweep_min_usd: Decimal = Field(
+        default=Decimal(10),
+        ge=0,
+        description="A token balance on a deposit address is swept to the hot wallet once "
+        "it is worth this many US dollars (less would cost more in gas than it is worth).",
+    )
     mpesa_base_url: str = Field(
         default="https://sandbox.safaricom.co.ke",
         description="Safaricom Daraja host for M-Pesa Express (STK push): the sandbox, or "

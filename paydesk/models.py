@@ -23,6 +23,7 @@ from paydesk.merchants.models import Merchant, User
 from paydesk.notifications.models import EmailMessage
 from paydesk.payouts.models import Payout, PayoutAddress, PayoutLane
 from paydesk.rates.models import StoredRate
+from paydesk.sweeps.models import Sweep, SweepTopUp
 from paydesk.wallets.models import StaticWallet
 from paydesk.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEvent
 
@@ -55,6 +56,8 @@ __all__ = [
     "Posting",
     "StaticWallet",
     "StoredRate",
+    "Sweep",
+    "SweepTopUp",
     "User",
     "UserSession",
     "WebhookAttempt",

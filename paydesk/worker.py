@@ -16,6 +16,7 @@ from paydesk.notifications.worker import emails_loop
 from paydesk.payouts.processor_worker import processor_payouts_loop
 from paydesk.payouts.worker import payouts_loop
 from paydesk.rates.worker import rates_loop
+from paydesk.sweeps.worker import sweeps_loop
 from paydesk.webhooks.worker import delivery_loop
 
 log = structlog.get_logger(__name__)
@@ -28,6 +29,7 @@ LOOPS = (
     address_pool_loop,
     watchers_loop,
     payouts_loop,
+    sweeps_loop,
     processor_payouts_loop,
     rates_loop,
     delivery_loop,

@@ -41,6 +41,7 @@ from paydesk.db import utcnow
 from paydesk.deposits.models import Deposit
 from paydesk.deposits.service import CREDITED, SEEN, ObservedTransfer
 from paydesk.leases import release_lease, take_lease
+from paydesk.sweeps.service import top_up_txids
 
 log = structlog.get_logger(__name__)
 
@@ -372,7 +373,10 @@ class Watcher:
                     )
                 )
             )
-        return [t for t in transfers if t.to_address in watched]
+        matched = [t for t in transfers if t.to_address in watched]
+        # A sweep's top-up of a deposit address is the platform's own gas, not a payment.
+        top_ups = await top_up_txids(session, self.code, {t.txid for t in matched})
+        return [t for t in matched if t.txid not in top_ups]
 
     def _observed(self, transfer: Transfer, header: BlockHeader | None) -> ObservedTransfer:
         return ObservedTransfer(

@@ -43,6 +43,7 @@ from paydesk.chains.watcher import worker_identity
 from paydesk.context import Context
 from paydesk.db import utcnow
 from paydesk.leases import release_lease, take_lease
+from paydesk.payouts.lanes import hot_wallet_lane
 from paydesk.payouts.models import Payout, PayoutLane
 from paydesk.payouts.service import QUEUED, SENT, SIGNED, SYSTEM_FAIL
 
@@ -350,7 +351,9 @@ async def run_payout_worker(worker: PayoutWorker, stop: asyncio.Event, poll_seco
     while not stop.is_set():
         started = time.monotonic()
         try:
-            result = await worker.step()
+            # Turns with the network's sweeper: both sign with the hot wallet.
+            async with hot_wallet_lane(worker.code).lock:
+                result = await worker.step()
             backoff = poll_seconds
             if result.busy:
                 continue
@@ -390,7 +393,9 @@ async def payouts_loop(context: Context, stop: asyncio.Event) -> None:
         await asyncio.gather(
             *(
                 run_payout_worker(
-                    PayoutWorker(context, network, sender),
+                    PayoutWorker(
+                        context, network, sender, owner=hot_wallet_lane(network.code).owner
+                    ),
                     stop,
                     context.settings.payout_poll_seconds,
                 )

@@ -581,6 +581,8 @@ def worker_env(
         PAYDESK_WATCHER_POLL_SECONDS="0.2",
         PAYDESK_WATCHER_LEASE_SECONDS="1",
         PAYDESK_PAYOUT_POLL_SECONDS="0.2",
+        # No sweeps: the payout is the only transaction the hot wallet signs here.
+        PAYDESK_SWEEP_MIN_USD="1000000000",
     )
 
 

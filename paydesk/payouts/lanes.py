@@ -1,0 +1,41 @@
+"""A network's hot wallet lane inside one process: the lease owner and the lock that the
+payout worker and the sweeper of that network share.
+
+Across processes, the `PayoutLane` lease lets one worker sign with a hot wallet at a time:
+on EVM networks every signature takes the wallet's next nonce, and two signers would hand
+out the same one. Within a process two loops use the hot wallet: payouts, and the sweeper
+topping deposit addresses up with gas. They hold the lease under one owner (so neither
+locks the other out for good) and take turns with one lock, so their signatures never
+interleave and `PayoutLane.next_nonce` counts both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from dataclasses import dataclass, field
+
+from paydesk.chains.watcher import worker_identity
+
+
+@dataclass
+class HotWalletLane:
+    #: Who holds the network's `PayoutLane` lease for this process.
+    owner: str = field(default_factory=worker_identity)
+    #: Held while signing (and storing what was signed) with the hot wallet.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+#: Per event loop (a lock belongs to one loop), per network.
+_LANES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, HotWalletLane]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def hot_wallet_lane(network: str) -> HotWalletLane:
+    """The running loop's lane of `network`, made on first use."""
+    lanes = _LANES.setdefault(asyncio.get_running_loop(), {})
+    lane = lanes.get(network)
+    if lane is None:
+        lane = lanes[network] = HotWalletLane()
+    return lane

@@ -1,0 +1,242 @@
+"""Deposit addresses as signers: each sweeps its own tokens with its own key.
+
+A deposit address signs like a hot wallet does (offline, with the key derived from the
+master seed), so these are the networks' payout senders given a deposit key instead,
+sharing the hot wallet's node connection and token table. What they add is the plan: how
+much native coin the token transfer may burn, measured before the address holds any,
+because that is what the hot wallet must send it first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from eth_abi import encode
+from eth_utils import keccak
+from hexbytes import HexBytes
+from web3.types import TxParams
+
+from paydesk.chains.adapter import (
+    HotWalletShort,
+    PayoutSender,
+    SignedTransfer,
+    TransferRefused,
+    amount_to_units,
+    units_to_amount,
+)
+from paydesk.chains.evm_sender import TRANSFER_SELECTOR as EVM_TRANSFER_SELECTOR
+from paydesk.chains.evm_sender import EvmPayoutSender
+from paydesk.chains.tron import base58_to_hex
+from paydesk.chains.tron_sender import (
+    ENERGY_MARGIN,
+    TRANSFER_SELECTOR,
+    TRC20_TRANSFER_BYTES,
+    UINT256,
+    TronPayoutSender,
+    _address_word,
+    _reverted,
+    _word,
+)
+
+#: Base fee growth a transfer signed with what the address already holds must survive:
+#: one full block (EIP-1559 raises the base fee by at most 1/8 per block).
+BASE_FEE_HEADROOM = (9, 8)
+
+
+class NotSweepable(TypeError):
+    """The network's hot wallet is of a kind sweeps are not built for."""
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPlan:
+    """What sweeping `amount` tokens takes now: `top_up` native coin sent to the address
+    first (zero: it can sign at once); `held` is what it has. EVM: the gas and fee caps
+    it will be signed with."""
+
+    amount: Decimal
+    held: Decimal
+    top_up: Decimal
+    gas: int = 0
+    max_fee_per_gas: int = 0
+    tip: int = 0
+
+
+class DepositKey(Protocol):
+    """A deposit address that can sign its own transfers."""
+
+    @property
+    def address(self) -> str: ...
+
+    async def balance(self, currency: str) -> Decimal: ...
+
+    async def plan(self, currency: str, amount: Decimal, to: str) -> SweepPlan:
+        """Raises HotWalletShort when the transfer cannot be made (it would revert, or
+        burn more than a transfer may)."""
+        ...
+
+    async def sign(self, currency: str, to: str, plan: SweepPlan) -> SignedTransfer:
+        """Raises HotWalletShort when the address cannot pay the fee after all."""
+        ...
+
+
+class EvmDepositKey(EvmPayoutSender):
+    """An EVM deposit address; its `hot_address` is the deposit address."""
+
+    @property
+    def address(self) -> str:
+        return self.hot_address
+
+    async def plan(self, currency: str, amount: Decimal, to: str) -> SweepPlan:
+        """Gas from the node's estimate (no balance needed for that), fee caps as payouts
+        set them: twice the base fee plus the tip. What the address already holds is used
+        when it still covers the base fee with a block's growth, so a top-up whose fees
+        rose a little meanwhile is not followed by another one."""
+        contract, decimals = self._token(currency)
+        recipient = self._adapter.normalize_address(to)
+        if recipient is None:
+            raise TransferRefused(f"{to!r} is no {self.network} address")
+        try:
+            units = amount_to_units(amount, decimals, 2**256)
+        except ValueError as exc:
+            raise TransferRefused(f"{self.network} {currency}: {exc}") from None
+        data = EVM_TRANSFER_SELECTOR + encode(["address", "uint256"], [recipient, units])
+        call: TxParams = {"from": self.hot_address, "to": contract, "data": HexBytes(data)}
+        gas = await self._gas(call)
+        tip = await self._suggested_tip()
+        base_fee = await self._base_fee()
+        held = await self._native_units("pending")
+        decimals_native = self._adapter.native_decimals
+        normal = 2 * base_fee + tip
+        affordable = held // gas
+        numerator, denominator = BASE_FEE_HEADROOM
+        top_up = 0
+        if affordable >= normal:
+            max_fee_per_gas = normal
+        elif affordable >= base_fee * numerator // denominator + tip:
+            max_fee_per_gas = affordable
+        else:
+            max_fee_per_gas = normal
+            top_up = gas * normal - held
+        return SweepPlan(
+            amount=amount,
+            held=units_to_amount(held, decimals_native),
+            top_up=units_to_amount(top_up, decimals_native),
+            gas=gas,
+            max_fee_per_gas=max_fee_per_gas,
+            tip=min(tip, max_fee_per_gas),
+        )
+
+    async def sign(self, currency: str, to: str, plan: SweepPlan) -> SignedTransfer:
+        """The token transfer, with the plan's gas and fee caps and the address's next
+        nonce (pending ones counted: only sweeps ever sign for it)."""
+        contract, decimals = self._token(currency)
+        recipient = self._adapter.normalize_address(to)
+        if recipient is None:
+            raise TransferRefused(f"{to!r} is no {self.network} address")
+        units = amount_to_units(plan.amount, decimals, 2**256)
+        held = await self._native_units("pending")
+        max_fee = plan.gas * plan.max_fee_per_gas
+        if held < max_fee:
+            raise HotWalletShort(
+                f"{self.network}: the deposit address {self.hot_address} holds "
+                f"{units_to_amount(held, self._adapter.native_decimals)} {self.native}, its "
+                f"transfer may burn {units_to_amount(max_fee, self._adapter.native_decimals)}"
+            )
+        chain_id = await self._node_chain_id()
+        await self._adapter._connect()
+        with self._adapter._unavailable("eth_getTransactionCount"):
+            nonce = int(await self._w3.eth.get_transaction_count(self.hot_address, "pending"))
+        data = EVM_TRANSFER_SELECTOR + encode(["address", "uint256"], [recipient, units])
+        signed = self._account.sign_transaction(
+            {
+                "type": 2,
+                "chainId": chain_id,
+                "nonce": nonce,
+                "to": contract,
+                "value": 0,
+                "data": HexBytes(data),
+                "gas": plan.gas,
+                "maxFeePerGas": plan.max_fee_per_gas,
+                "maxPriorityFeePerGas": plan.tip,
+            }
+        )
+        raw = bytes(signed.raw_transaction)
+        return SignedTransfer(
+            txid=HexBytes(keccak(raw)).to_0x_hex(),
+            raw=HexBytes(raw).to_0x_hex(),
+            from_address=self.hot_address,
+            nonce=nonce,
+            max_fee=units_to_amount(max_fee, self._adapter.native_decimals),
+        )
+
+
+class TronDepositKey(TronPayoutSender):
+    """A TRON deposit address; its `hot_address` is the deposit address."""
+
+    @property
+    def address(self) -> str:
+        return self.hot_address
+
+    async def plan(self, currency: str, amount: Decimal, to: str) -> SweepPlan:
+        """The TRX the TRC-20 transfer burns, as the payout sender measures it: the
+        simulated energy plus 20 %, less the address's staked energy, at the chain's
+        price, and its bandwidth unless the free daily allowance covers it (an address
+        that never held TRX has no account yet, so none)."""
+        contract, decimals = self._token(currency)
+        recipient = self._adapter.normalize_address(to)
+        if recipient is None:
+            raise TransferRefused(f"{to!r} is no {self.network} address")
+        try:
+            units = amount_to_units(amount, decimals, UINT256)
+        except ValueError as exc:
+            raise TransferRefused(f"{self.network} {currency}: {exc}") from None
+        parameter = _address_word(base58_to_hex(recipient)) + _word(units)
+        simulated, resources, params, held = await asyncio.gather(
+            self._constant_call(contract, TRANSFER_SELECTOR, parameter),
+            self._resources(),
+            self._chain_parameters(),
+            self._sun(self._hot_hex),
+        )
+        if _reverted(simulated):
+            raise HotWalletShort(
+                f"{self.network}: the {currency} transfer from {self.hot_address} would fail"
+            )
+        numerator, denominator = ENERGY_MARGIN
+        energy = -(-int(simulated.get("energy_used", 0)) * numerator // denominator)
+        price = params.get("getEnergyFee", 0)
+        if energy * price > self.max_fee_limit:
+            raise HotWalletShort(
+                f"{self.network}: a {currency} transfer needs {energy} energy, more than the "
+                f"{units_to_amount(self.max_fee_limit, 6)} {self.native} a transfer may burn"
+            )
+        staked = max(0, int(resources.get("EnergyLimit", 0)) - int(resources.get("EnergyUsed", 0)))
+        burn = max(0, energy - staked) * price + self._bandwidth_fee(
+            TRC20_TRANSFER_BYTES, resources, params
+        )
+        native_decimals = self._adapter.native_decimals
+        return SweepPlan(
+            amount=amount,
+            held=units_to_amount(held, native_decimals),
+            top_up=units_to_amount(max(0, burn - held), native_decimals),
+        )
+
+    async def sign(self, currency: str, to: str, plan: SweepPlan) -> SignedTransfer:
+        return await self.sign_transfer(to, currency, plan.amount, nonce=None)
+
+
+def deposit_key(hot_wallet: PayoutSender, private_key: bytes) -> DepositKey:
+    """The signer of a deposit address (`private_key`, 32 bytes) on the hot wallet's
+    network, over the hot wallet's connection (never close it: that closes both)."""
+    if isinstance(hot_wallet, EvmPayoutSender):
+        return EvmDepositKey(hot_wallet.adapter, private_key)
+    if isinstance(hot_wallet, TronPayoutSender):
+        return TronDepositKey(
+            hot_wallet.adapter,
+            private_key,
+            max_fee_limit=hot_wallet.max_fee_limit,
+            expiration_seconds=hot_wallet.expiration_seconds,
+        )
+    raise NotSweepable(f"{hot_wallet.network}: no sweeps for {type(hot_wallet).__name__}")
