@@ -53,10 +53,17 @@ def build_adapter(
         services = [s for s in catalogue.services if s.network == network.code]
         return EvmAdapter.from_catalogue(network, services, settings.chain_nodes[network.code])
     if network.family == "utxo":
+        from paydesk.chains.electrum_client import is_electrum_url
         from paydesk.chains.utxo import UtxoAdapter
 
         services = [s for s in catalogue.services if s.network == network.code]
-        return UtxoAdapter.from_catalogue(network, services, settings.chain_nodes[network.code])
+        url = settings.chain_nodes[network.code]
+        if is_electrum_url(url):  # tcp:// or ssl://: an Electrum server, not the node
+            from paydesk.chains.electrum import ElectrumUtxoAdapter, database_watch_list
+
+            watch_list = database_watch_list(db, network.code)
+            return ElectrumUtxoAdapter.from_catalogue(network, services, url, watch_list)
+        return UtxoAdapter.from_catalogue(network, services, url)
     if network.family == "tron":
         from paydesk.chains.tron import TronAdapter
 
@@ -85,10 +92,16 @@ def build_sender(
             network, services, settings.chain_nodes[network.code], key
         )
     if network.family == "utxo":
+        from paydesk.chains.electrum_client import is_electrum_url
         from paydesk.chains.utxo_sender import UtxoPayoutSender
 
         if network.bech32_hrp is None:
             raise NetworkNotConfigured(f"no payouts on {network.code}: it has no segwit")
+        if is_electrum_url(settings.chain_nodes.get(network.code, "")):
+            raise NetworkNotConfigured(
+                f"no payouts on {network.code}: they need the node's JSON-RPC, and its "
+                "PAYDESK_CHAIN_NODES entry is an Electrum server"
+            )
         services = [s for s in catalogue.services if s.network == network.code]
         return UtxoPayoutSender.from_catalogue(
             network, services, settings.chain_nodes[network.code], keys.account(network.code)

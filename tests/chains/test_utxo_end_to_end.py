@@ -22,6 +22,9 @@ from tests.devnet import deliver_webhooks
 from tests.evm import chain_watcher, follow, hot_wallet_of
 from tests.litecoin import REGTEST_CATALOGUE, Litecoind, litecoind
 
+#: Each test starts a real node: seconds each.
+pytestmark = pytest.mark.slow
+
 CONFIRMATIONS = 3
 
 

@@ -29,6 +29,9 @@ from paydesk.ledger.models import AccountKind, JournalTransaction
 from tests.evm import follow
 from tests.litecoin import REGTEST_CATALOGUE, Litecoind, litecoind
 
+#: Each test starts a real node: seconds each.
+pytestmark = pytest.mark.slow
+
 CONFIRMATIONS = 3
 
 

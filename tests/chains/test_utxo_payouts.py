@@ -20,6 +20,9 @@ from paydesk.chains.utxo_sender import UtxoPayoutSender
 from paydesk.vault import Vault, generate_master_key
 from tests.litecoin import REGTEST_CATALOGUE, Litecoind, litecoind
 
+#: Each test starts a real node: seconds each.
+pytestmark = pytest.mark.slow
+
 HOT_MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank yellow"
 
 
