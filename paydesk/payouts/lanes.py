@@ -14,8 +14,19 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.chains.watcher import worker_identity
+from paydesk.db import utcnow
+from paydesk.leases import release_lease, take_lease
+from paydesk.payouts.models import PayoutLane
+
+if TYPE_CHECKING:
+    from paydesk.context import Context
 
 
 @dataclass
@@ -39,3 +50,36 @@ def hot_wallet_lane(network: str) -> HotWalletLane:
     if lane is None:
         lane = lanes[network] = HotWalletLane()
     return lane
+
+
+class LaneLease:
+    """What a worker signing with a network's hot wallet does with the lane's lease: take
+    it, renew it in the transaction that records what it signed (so a worker that lost the
+    lease records nothing), and release it."""
+
+    context: Context
+    code: str
+    owner: str
+    lease: timedelta
+
+    async def _take_lease(self) -> bool:
+        async with self.context.db.transaction() as session:
+            return await take_lease(
+                session, PayoutLane, {"network": self.code}, self.owner, self.lease
+            )
+
+    async def _renew(self, session: AsyncSession) -> bool:
+        """Extend the lease in the caller's transaction; False (write nothing) if another
+        worker took the network meanwhile."""
+        now = utcnow()
+        renewed = await session.execute(
+            update(PayoutLane)
+            .where(PayoutLane.network == self.code, PayoutLane.lease_owner == self.owner)
+            .values(lease_expires_at=now + self.lease, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return renewed.rowcount == 1
+
+    async def release(self) -> None:
+        async with self.context.db.transaction() as session:
+            await release_lease(session, PayoutLane, {"network": self.code}, self.owner)

@@ -42,8 +42,7 @@ from paydesk.chains.registry import WATCHED_FAMILIES, NetworkNotConfigured, buil
 from paydesk.chains.watcher import worker_identity
 from paydesk.context import Context
 from paydesk.db import utcnow
-from paydesk.leases import release_lease, take_lease
-from paydesk.payouts.lanes import hot_wallet_lane
+from paydesk.payouts.lanes import LaneLease, hot_wallet_lane
 from paydesk.payouts.models import Payout, PayoutLane
 from paydesk.payouts.service import QUEUED, SENT, SIGNED, SYSTEM_FAIL
 
@@ -65,7 +64,7 @@ class StepResult:
         return bool(self.signed or self.paid or self.failed)
 
 
-class PayoutWorker:
+class PayoutWorker(LaneLease):
     def __init__(
         self,
         context: Context,
@@ -321,28 +320,6 @@ class PayoutWorker:
         if payout is None or payout.stage not in stages:
             return None
         return payout
-
-    async def _take_lease(self) -> bool:
-        async with self.context.db.transaction() as session:
-            return await take_lease(
-                session, PayoutLane, {"network": self.code}, self.owner, self.lease
-            )
-
-    async def _renew(self, session: AsyncSession) -> bool:
-        """Extend the lease in the caller's transaction; False (write nothing) if another
-        worker took the network meanwhile."""
-        now = utcnow()
-        renewed = await session.execute(
-            update(PayoutLane)
-            .where(PayoutLane.network == self.code, PayoutLane.lease_owner == self.owner)
-            .values(lease_expires_at=now + self.lease, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        return renewed.rowcount == 1
-
-    async def release(self) -> None:
-        async with self.context.db.transaction() as session:
-            await release_lease(session, PayoutLane, {"network": self.code}, self.owner)
 
 
 async def run_payout_worker(worker: PayoutWorker, stop: asyncio.Event, poll_seconds: float) -> None:

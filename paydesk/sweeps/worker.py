@@ -53,9 +53,8 @@ from paydesk.chains.adapter import (
 from paydesk.chains.registry import NetworkNotConfigured, build_sender, normalize_address
 from paydesk.context import Context
 from paydesk.db import utcnow
-from paydesk.leases import release_lease, take_lease
 from paydesk.money import MONEY
-from paydesk.payouts.lanes import hot_wallet_lane
+from paydesk.payouts.lanes import LaneLease, hot_wallet_lane
 from paydesk.payouts.models import PayoutLane
 from paydesk.sweeps.models import Sweep, SweepTopUp
 from paydesk.sweeps.service import (
@@ -113,7 +112,7 @@ class SweepStep:
         return bool(self.funded or self.signed or self.done or self.failed)
 
 
-class SweepWorker:
+class SweepWorker(LaneLease):
     """One network's sweeper. `hot_wallet` signs the top-ups, broadcasts and looks up
     every transaction (a transaction's bytes need no key to be sent or followed)."""
 
@@ -573,26 +572,6 @@ class SweepWorker:
         if sweep is None or sweep.stage not in stages or not await self._renew(session):
             return None
         return sweep
-
-    async def _take_lease(self) -> bool:
-        async with self.context.db.transaction() as session:
-            return await take_lease(
-                session, PayoutLane, {"network": self.code}, self.owner, self.lease
-            )
-
-    async def _renew(self, session: AsyncSession) -> bool:
-        now = utcnow()
-        renewed = await session.execute(
-            update(PayoutLane)
-            .where(PayoutLane.network == self.code, PayoutLane.lease_owner == self.owner)
-            .values(lease_expires_at=now + self.lease, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        return renewed.rowcount == 1
-
-    async def release(self) -> None:
-        async with self.context.db.transaction() as session:
-            await release_lease(session, PayoutLane, {"network": self.code}, self.owner)
 
 
 async def run_sweeper(worker: SweepWorker, stop: asyncio.Event, poll_seconds: float) -> None:
