@@ -12,14 +12,18 @@ interleave and `PayoutLane.next_nonce` counts both.
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+import structlog
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paydesk.background import sleep_or_stop
+from paydesk.chains.adapter import ChainUnavailable
 from paydesk.chains.watcher import worker_identity
 from paydesk.db import utcnow
 from paydesk.leases import release_lease, take_lease
@@ -83,3 +87,44 @@ class LaneLease:
     async def release(self) -> None:
         async with self.context.db.transaction() as session:
             await release_lease(session, PayoutLane, {"network": self.code}, self.owner)
+
+
+class _Step(Protocol):
+    @property
+    def busy(self) -> bool: ...
+
+
+class LaneWorker(Protocol):
+    """A payout worker or a sweeper: one step at a time, holding the lane."""
+
+    code: str
+
+    async def step(self) -> _Step: ...
+
+    async def release(self) -> None: ...
+
+
+async def run_lane_worker(
+    worker: LaneWorker, stop: asyncio.Event, poll_seconds: float, *, events: str,
+    max_backoff: float,
+) -> None:  # fmt: skip
+    """Step until stopped: at once while there is work, every `poll_seconds` otherwise,
+    backing off (up to `max_backoff`) while the node fails; the lease is released at the
+    end so another process can take over at once."""
+    log = structlog.get_logger(events)
+    backoff = poll_seconds
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            result = await worker.step()
+            backoff = poll_seconds
+            if result.busy:
+                continue
+        except ChainUnavailable as exc:
+            log.warning(f"{events}.node_unavailable", network=worker.code, error=str(exc))
+            backoff = min(backoff * 2, max_backoff)
+        except Exception:
+            log.exception(f"{events}.step_failed", network=worker.code)
+            backoff = min(backoff * 2, max_backoff)
+        await sleep_or_stop(stop, max(backoff - (time.monotonic() - started), 0.0))
+    await worker.release()

@@ -19,7 +19,6 @@ on its lane), so nonces are handed out in order.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,7 +26,6 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paydesk.background import sleep_or_stop
 from paydesk.catalogue.models import Network
 from paydesk.chains.adapter import (
     BroadcastRejected,
@@ -42,7 +40,7 @@ from paydesk.chains.registry import WATCHED_FAMILIES, NetworkNotConfigured, buil
 from paydesk.chains.watcher import worker_identity
 from paydesk.context import Context
 from paydesk.db import utcnow
-from paydesk.payouts.lanes import LaneLease, hot_wallet_lane
+from paydesk.payouts.lanes import LaneLease, hot_wallet_lane, run_lane_worker
 from paydesk.payouts.models import Payout, PayoutLane
 from paydesk.payouts.service import QUEUED, SENT, SIGNED, SYSTEM_FAIL
 
@@ -85,13 +83,15 @@ class PayoutWorker(LaneLease):
         return self.network.code
 
     async def step(self) -> StepResult:
-        """Follow what is in flight, then sign and send the next queued payout."""
-        if not await self._take_lease():
-            return StepResult(leased=False)
-        paid, failed, unsent = await self._follow()
-        signed = 0
-        if not unsent:
-            signed = await self._send_next()
+        """Follow what is in flight, then sign and send the next queued payout, holding
+        the hot wallet's lock (the network's sweeper signs with it too)."""
+        async with hot_wallet_lane(self.code).lock:
+            if not await self._take_lease():
+                return StepResult(leased=False)
+            paid, failed, unsent = await self._follow()
+            signed = 0
+            if not unsent:
+                signed = await self._send_next()
         return StepResult(signed=signed, paid=paid, failed=failed)
 
     # ------------------------------------------------------------------ in flight
@@ -322,28 +322,6 @@ class PayoutWorker(LaneLease):
         return payout
 
 
-async def run_payout_worker(worker: PayoutWorker, stop: asyncio.Event, poll_seconds: float) -> None:
-    """Step until stopped: at once while there is work, every `poll_seconds` otherwise."""
-    backoff = poll_seconds
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            # Turns with the network's sweeper: both sign with the hot wallet.
-            async with hot_wallet_lane(worker.code).lock:
-                result = await worker.step()
-            backoff = poll_seconds
-            if result.busy:
-                continue
-        except ChainUnavailable as exc:
-            log.warning("payouts.node_unavailable", network=worker.code, error=str(exc))
-            backoff = min(backoff * 2, 60.0)
-        except Exception:
-            log.exception("payouts.step_failed", network=worker.code)
-            backoff = min(backoff * 2, 60.0)
-        await sleep_or_stop(stop, max(backoff - (time.monotonic() - started), 0.0))
-    await worker.release()
-
-
 async def hot_wallets(context: Context) -> list[tuple[Network, PayoutSender]]:
     """Every enabled network that payouts can be sent on, with its hot wallet (the caller
     closes them). A network whose payouts Paydesk cannot sign yet is left out, said once."""
@@ -369,12 +347,14 @@ async def payouts_loop(context: Context, stop: asyncio.Event) -> None:
     try:
         await asyncio.gather(
             *(
-                run_payout_worker(
+                run_lane_worker(
                     PayoutWorker(
                         context, network, sender, owner=hot_wallet_lane(network.code).owner
                     ),
                     stop,
                     context.settings.payout_poll_seconds,
+                    events="payouts",
+                    max_backoff=60.0,
                 )
                 for network, sender in wallets
             )

@@ -39,7 +39,6 @@ from bip_utils import Bip44Changes
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paydesk.background import sleep_or_stop
 from paydesk.catalogue.models import Network
 from paydesk.chains.adapter import (
     BroadcastRejected,
@@ -50,12 +49,13 @@ from paydesk.chains.adapter import (
     SentTransfer,
     SignedTransfer,
 )
-from paydesk.chains.registry import NetworkNotConfigured, build_sender, normalize_address
+from paydesk.chains.registry import normalize_address
 from paydesk.context import Context
 from paydesk.db import utcnow
 from paydesk.money import MONEY
-from paydesk.payouts.lanes import LaneLease, hot_wallet_lane
+from paydesk.payouts.lanes import LaneLease, hot_wallet_lane, run_lane_worker
 from paydesk.payouts.models import PayoutLane
+from paydesk.payouts.worker import hot_wallets
 from paydesk.sweeps.models import Sweep, SweepTopUp
 from paydesk.sweeps.service import (
     SWEPT_FAMILIES,
@@ -574,26 +574,6 @@ class SweepWorker(LaneLease):
         return sweep
 
 
-async def run_sweeper(worker: SweepWorker, stop: asyncio.Event, poll_seconds: float) -> None:
-    """Step until stopped: at once while there is work, every `poll_seconds` otherwise."""
-    backoff = poll_seconds
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            result = await worker.step()
-            backoff = poll_seconds
-            if result.busy:
-                continue
-        except ChainUnavailable as exc:
-            log.warning("sweeps.node_unavailable", network=worker.code, error=str(exc))
-            backoff = min(backoff * 2, 300.0)
-        except Exception:
-            log.exception("sweeps.step_failed", network=worker.code)
-            backoff = min(backoff * 2, 300.0)
-        await sleep_or_stop(stop, max(backoff - (time.monotonic() - started), 0.0))
-    await worker.release()
-
-
 async def sweeps_loop(context: Context, stop: asyncio.Event) -> None:
     """One sweeper per enabled EVM and TRON network that carries tokens."""
     networks = [
@@ -603,21 +583,23 @@ async def sweeps_loop(context: Context, stop: asyncio.Event) -> None:
     ]
     if not networks:
         return
-    async with context.db.transaction() as session:
-        await context.addresses.keys.load(session)
-    wallets: list[tuple[Network, PayoutSender]] = []
-    for network in networks:
-        try:
-            sender = build_sender(network, context.catalogue, context.settings, context.db,
-                                  context.addresses.keys)  # fmt: skip
-        except NetworkNotConfigured as exc:
-            log.warning("sweeps.network_without_sender", network=network.code, reason=str(exc))
-            continue
-        wallets.append((network, sender))
+    codes = {network.code for network in networks}
+    wallets = []
+    for network, sender in await hot_wallets(context):
+        if network.code in codes:
+            wallets.append((network, sender))
+        else:
+            await sender.close()
     try:
         await asyncio.gather(
             *(
-                run_sweeper(SweepWorker(context, network, sender), stop, POLL_SECONDS)
+                run_lane_worker(
+                    SweepWorker(context, network, sender),
+                    stop,
+                    POLL_SECONDS,
+                    events="sweeps",
+                    max_backoff=300.0,
+                )
                 for network, sender in wallets
             )
         )
