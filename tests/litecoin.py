@@ -22,7 +22,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from paydesk.chains.adapter import ChainAdapter
+from paydesk.chains.watcher import Watcher
+from paydesk.context import Context
+from paydesk.deposits.models import Deposit
+from paydesk.invoices.models import Invoice
+from paydesk.invoices.schemas import InvoiceDraft
+from paydesk.ledger import service as ledger
+from paydesk.ledger.models import AccountKind, JournalTransaction
 from tests.conftest import free_port
 
 RPC_USER, RPC_PASSWORD = "paydesk", "regtest-password"
@@ -128,3 +137,46 @@ def litecoind(data_dir: Path) -> Iterator[Litecoind]:
         except Exception:
             process.kill()
             process.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------------- Paydesk's side
+def new_watcher(context: Context, adapter: ChainAdapter) -> Watcher:
+    return Watcher(context, context.catalogue.network("ltc"), adapter, owner="test")
+
+
+async def ltc_invoice(
+    context: Context, merchant: Any, order_id: str, amount: str = "0.5"
+) -> Invoice:
+    async with context.db.transaction() as session:
+        created = await context.invoices.create(
+            session, merchant.merchant_id,
+            InvoiceDraft(amount=Decimal(amount), currency="LTC", network="ltc", order_id=order_id),
+        )  # fmt: skip
+    return created.invoice
+
+
+async def reread(context: Context, invoice: Invoice) -> Invoice:
+    async with context.db.reader() as session:
+        found = await session.get(Invoice, invoice.id)
+    assert found is not None
+    return found
+
+
+async def balance(context: Context, merchant: Any) -> Decimal:
+    async with context.db.reader() as session:
+        account = await ledger.find_account(
+            session, AccountKind.MERCHANT_BUSINESS, "LTC", owner=merchant.merchant_id
+        )
+        return await ledger.balance(session, account) if account else Decimal(0)
+
+
+async def deposits(context: Context) -> list[Deposit]:
+    async with context.db.reader() as session:
+        return list(await session.scalars(select(Deposit).order_by(Deposit.id)))
+
+
+async def ledger_kinds(context: Context) -> list[str]:
+    async with context.db.reader() as session:
+        return list(
+            await session.scalars(select(JournalTransaction.kind).order_by(JournalTransaction.id))
+        )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from paydesk.chains.adapter import ChainMismatch, ChainUnavailable, Transfer
 from paydesk.chains.electrum import ElectrumUtxoAdapter, WatchList, database_watch_list
@@ -27,19 +27,24 @@ from paydesk.chains.models import DepositAddress
 from paydesk.chains.registry import NetworkNotConfigured, build_adapter, build_sender
 from paydesk.chains.utxo import UtxoAdapter
 from paydesk.chains.utxo_addresses import UtxoAddressFormat
-from paydesk.chains.watcher import Watcher
 from paydesk.context import Context
 from paydesk.db import utcnow
-from paydesk.deposits.models import Deposit
 from paydesk.invoices.models import Invoice
-from paydesk.invoices.schemas import InvoiceDraft
-from paydesk.ledger import service as ledger
 from paydesk.ledger.check import check_ledger
-from paydesk.ledger.models import AccountKind, JournalTransaction
 from tests.conftest import free_port
 from tests.electrumx import ElectrumX, electrumx, synced
 from tests.evm import follow
-from tests.litecoin import REGTEST_CATALOGUE, Litecoind, litecoind
+from tests.litecoin import (
+    REGTEST_CATALOGUE,
+    Litecoind,
+    balance,
+    deposits,
+    ledger_kinds,
+    litecoind,
+    ltc_invoice,
+    new_watcher,
+    reread,
+)
 
 #: Each test starts a real node and an Electrum server: seconds each.
 pytestmark = pytest.mark.slow
@@ -93,44 +98,6 @@ def watching(*addresses: str) -> WatchList:
         return set(addresses)
 
     return watch_list
-
-
-def new_watcher(context: Context, adapter: ElectrumUtxoAdapter) -> Watcher:
-    return Watcher(context, context.catalogue.network("ltc"), adapter, owner="test")
-
-
-async def ltc_invoice(context: Context, merchant, order_id: str, amount: str = "0.5") -> Invoice:
-    async with context.db.transaction() as session:
-        created = await context.invoices.create(
-            session, merchant.merchant_id,
-            InvoiceDraft(amount=Decimal(amount), currency="LTC", network="ltc", order_id=order_id),
-        )  # fmt: skip
-    return created.invoice
-
-
-async def reread(context: Context, invoice: Invoice) -> Invoice:
-    async with context.db.reader() as session:
-        return await session.get(Invoice, invoice.id)
-
-
-async def balance(context: Context, merchant) -> Decimal:
-    async with context.db.reader() as session:
-        account = await ledger.find_account(
-            session, AccountKind.MERCHANT_BUSINESS, "LTC", owner=merchant.merchant_id
-        )
-        return await ledger.balance(session, account) if account else Decimal(0)
-
-
-async def deposits(context: Context) -> list[Deposit]:
-    async with context.db.reader() as session:
-        return list(await session.scalars(select(Deposit).order_by(Deposit.id)))
-
-
-async def ledger_kinds(context: Context) -> list[str]:
-    async with context.db.reader() as session:
-        return list(
-            await session.scalars(select(JournalTransaction.kind).order_by(JournalTransaction.id))
-        )
 
 
 def count_requests(adapter: ElectrumUtxoAdapter, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:

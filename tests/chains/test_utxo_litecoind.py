@@ -12,22 +12,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from paydesk.chains.adapter import ChainMismatch
 from paydesk.chains.registry import build_adapter
 from paydesk.chains.utxo import UtxoAdapter
 from paydesk.chains.utxo_addresses import UtxoAddressFormat
-from paydesk.chains.watcher import Watcher
 from paydesk.context import Context
-from paydesk.deposits.models import Deposit
-from paydesk.invoices.models import Invoice
-from paydesk.invoices.schemas import InvoiceDraft
-from paydesk.ledger import service as ledger
 from paydesk.ledger.check import check_ledger
-from paydesk.ledger.models import AccountKind, JournalTransaction
 from tests.evm import follow
-from tests.litecoin import REGTEST_CATALOGUE, Litecoind, litecoind
+from tests.litecoin import (
+    REGTEST_CATALOGUE,
+    Litecoind,
+    balance,
+    deposits,
+    ledger_kinds,
+    litecoind,
+    ltc_invoice,
+    new_watcher,
+    reread,
+)
 
 #: Each test starts a real node: seconds each.
 pytestmark = pytest.mark.slow
@@ -56,44 +59,6 @@ async def adapter(context: Context) -> AsyncIterator[UtxoAdapter]:
     assert isinstance(built, UtxoAdapter)
     yield built
     await built.close()
-
-
-def new_watcher(context: Context, adapter: UtxoAdapter) -> Watcher:
-    return Watcher(context, context.catalogue.network("ltc"), adapter, owner="test")
-
-
-async def ltc_invoice(context: Context, merchant, order_id: str, amount: str = "0.5") -> Invoice:
-    async with context.db.transaction() as session:
-        created = await context.invoices.create(
-            session, merchant.merchant_id,
-            InvoiceDraft(amount=Decimal(amount), currency="LTC", network="ltc", order_id=order_id),
-        )  # fmt: skip
-    return created.invoice
-
-
-async def reread(context: Context, invoice: Invoice) -> Invoice:
-    async with context.db.reader() as session:
-        return await session.get(Invoice, invoice.id)
-
-
-async def balance(context: Context, merchant) -> Decimal:
-    async with context.db.reader() as session:
-        account = await ledger.find_account(
-            session, AccountKind.MERCHANT_BUSINESS, "LTC", owner=merchant.merchant_id
-        )
-        return await ledger.balance(session, account) if account else Decimal(0)
-
-
-async def deposits(context: Context) -> list[Deposit]:
-    async with context.db.reader() as session:
-        return list(await session.scalars(select(Deposit).order_by(Deposit.id)))
-
-
-async def ledger_kinds(context: Context) -> list[str]:
-    async with context.db.reader() as session:
-        return list(
-            await session.scalars(select(JournalTransaction.kind).order_by(JournalTransaction.id))
-        )
 
 
 # ---------------------------------------------------------------------------- the adapter
