@@ -3,12 +3,15 @@ payer sees them; screenshots are kept under `test-artifacts/`."""
 
 from __future__ import annotations
 
+import email
 import io
 import os
 import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -123,3 +126,30 @@ def shop_site() -> Iterator[tuple[str, list[str]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class Inbox:
+    """What a real SMTP server on 127.0.0.1 received (the pages' emails)."""
+
+    messages: list[Message] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@contextmanager
+def smtp_inbox() -> Iterator[tuple[Inbox, int]]:
+    """An aiosmtpd server on a free loopback port, and what it received."""
+    from aiosmtpd.controller import Controller
+
+    from tests.conftest import free_port
+
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield handler, controller.port
+    finally:
+        controller.stop()

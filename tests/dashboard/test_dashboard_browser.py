@@ -5,19 +5,23 @@ sees it paid in the invoice list, the wallet and the statistics. No command line
 
 from __future__ import annotations
 
-import email
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email.message import Message
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.browser import accessibility_violations, chromium, decode_qr, screenshot
+from tests.browser import (
+    Inbox,
+    accessibility_violations,
+    chromium,
+    decode_qr,
+    screenshot,
+    smtp_inbox,
+)
 from tests.conftest import (
     BACKENDS,
     compact,
@@ -37,27 +41,20 @@ SETTLE_MS = 20_000
 PASSWORD = "my first paydesk password"
 
 
-@dataclass
-class Inbox:
-    messages: list[Message] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 OK"
-
-    def link_to(self, address: str, path: str) -> str:
-        deadline = time.monotonic() + SETTLE_MS / 1000
-        while time.monotonic() < deadline:
-            for message in reversed(self.messages):
-                if address in message["To"]:
-                    for part in message.walk():
-                        if part.get_content_type() == "text/plain":
-                            text = part.get_payload(decode=True).decode()
-                            found = re.search(rf"(http://\S+/dashboard/{path}/[\w-]+)", text)
-                            if found:
-                                return found.group(1)
-            time.sleep(0.1)
-        raise AssertionError(f"no {path} email reached {address}")
+def link_to(inbox: Inbox, address: str, path: str) -> str:
+    """The last link to /dashboard/`path`/… emailed to `address`, waiting for it."""
+    deadline = time.monotonic() + SETTLE_MS / 1000
+    while time.monotonic() < deadline:
+        for message in reversed(inbox.messages):
+            if address in message["To"]:
+                for part in message.walk():
+                    if part.get_content_type() == "text/plain":
+                        text = part.get_payload(decode=True).decode()
+                        found = re.search(rf"(http://\S+/dashboard/{path}/[\w-]+)", text)
+                        if found:
+                            return found.group(1)
+        time.sleep(0.1)
+    raise AssertionError(f"no {path} email reached {address}")
 
 
 @dataclass
@@ -69,13 +66,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield handler, controller.port
-    finally:
-        controller.stop()
+    with smtp_inbox() as caught:
+        yield caught
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -144,7 +136,7 @@ def test_from_nothing_to_a_paid_payment_link(server, browser):
     expect(page.locator("h1")).to_have_text("Check your email")
 
     # The email, from the SMTP server on loopback.
-    page.goto(server.inbox.link_to(owner, "confirm"))
+    page.goto(link_to(server.inbox, owner, "confirm"))
     page.get_by_role("button", name="Confirm and sign in").click()
     expect(page.locator("h1")).to_have_text("Create a project")
     cookies = {c["name"]: c for c in context.cookies()}

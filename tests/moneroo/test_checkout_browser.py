@@ -6,22 +6,28 @@ at a real SMTP server on loopback."""
 
 from __future__ import annotations
 
-import email
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.browser import PHONE, accessibility_violations, chromium, screenshot, shop_site
+from tests.browser import (
+    PHONE,
+    Inbox,
+    accessibility_violations,
+    chromium,
+    screenshot,
+    shop_site,
+    smtp_inbox,
+)
 from tests.conftest import BACKENDS, create_pg_database, drop_pg_database, free_port, worker_id
 from tests.live import create_live_merchant, live_server, paydesk_env, run_cli
 from tests.paypage.test_page_browser import choose_usdt_on_devnet, off_the_loop, t
@@ -32,17 +38,6 @@ pytestmark = pytest.mark.slow
 expect: Any = pytest.importorskip("playwright.sync_api").expect
 WEBHOOK_SECRET = "whsec_browser_test"
 SETTLE_SECONDS = 20.0
-
-
-@dataclass
-class Inbox:
-    """What a real SMTP server on 127.0.0.1 received."""
-
-    messages: list[Message] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 OK"
 
 
 @dataclass
@@ -67,13 +62,8 @@ class Shop:
 
 @pytest.fixture(scope="module")
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield handler, controller.port
-    finally:
-        controller.stop()
+    with smtp_inbox() as caught:
+        yield caught
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
