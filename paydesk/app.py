@@ -96,6 +96,11 @@ def create_app(context: Context | None = None, settings: Settings | None = None)
         worker: asyncio.Task[None] | None = None
         try:
             await prepare_schema(ctx)
+            if owned:
+                # A key path changed under addresses already handed out stops the
+                # server here, not at its first invoice.
+                async with ctx.db.transaction() as session:
+                    await ctx.addresses.keys.load(session)
             if owned and ctx.settings.runs_embedded_worker:
                 worker = asyncio.create_task(run_workers(ctx, stop))
             # Everything allocated so far lives as long as the process: keep the cyclic

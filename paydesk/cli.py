@@ -21,7 +21,7 @@ from sqlalchemy import select
 from paydesk import __version__, migrations
 from paydesk.app import SchemaOutOfDate, prepare_schema
 from paydesk.chains.devnet import DEVNET, DevnetError
-from paydesk.chains.keys import BadXpub, NoKeyPath, key_path
+from paydesk.chains.keys import BadXpub, NoKeyPath
 from paydesk.chains.uri import parse_devnet_uri
 from paydesk.config import Settings
 from paydesk.context import Context, build_context
@@ -1026,19 +1026,23 @@ def keys_xpub(
     """Print the account-level extended public key of a network: a watch-only wallet that
     imports it sees every deposit address Paydesk hands out there."""
     code = network.lower()
-    try:
-        path = key_path(code)
-    except NoKeyPath:
-        errors.print(f"[red]error:[/red] addresses of {code} do not derive from an HD key")
-        raise typer.Exit(1) from None
 
-    async def work(context: Context) -> str:
+    async def work(context: Context) -> tuple[str, str]:
+        keys = context.addresses.keys
+        try:
+            path = keys.key_path(code)
+        except NoKeyPath:
+            errors.print(
+                f"[red]error:[/red] {code} is not an enabled network whose addresses "
+                "derive from an HD key"
+            )
+            raise typer.Exit(1) from None
         async with context.db.transaction() as session:
-            await context.addresses.keys.load(session)
-        return context.addresses.keys.xpub(code)
+            await keys.load(session)
+        return path.describe(), keys.xpub(code)
 
-    xpub = _with_context(work)
-    errors.print(f"path {path.describe()}")
+    described, xpub = _with_context(work)
+    errors.print(f"path {described}")
     typer.echo(xpub)
 
 

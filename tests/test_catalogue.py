@@ -6,11 +6,7 @@ from pathlib import Path
 import pytest
 
 from paydesk.catalogue.service import CatalogueError, load_catalogue
-
-ALL_NETWORKS = [
-    "devnet", "btc", "ltc", "bch", "doge", "dash", "eth", "bsc", "polygon", "arbitrum",
-    "avalanche", "tron", "sol", "ton", "xmr",
-]  # fmt: skip
+from tests.keyring import ALL_NETWORKS
 
 
 def test_built_in_catalogue_covers_the_spec_networks():

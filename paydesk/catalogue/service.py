@@ -6,6 +6,7 @@ payment, so to a merchant it does not exist.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from decimal import Decimal
 from importlib import resources
@@ -142,6 +143,7 @@ def build_catalogue(data: dict[str, Any], enabled_networks: list[str]) -> Catalo
             p2pkh_version=_byte(code, entry, "p2pkh_version"),
             p2sh_version=_byte(code, entry, "p2sh_version"),
             genesis_id=entry.get("genesis_id"),
+            key_path=_key_path(code, entry),
         )
         for code, entry in data.get("networks", {}).items()
     }
@@ -195,6 +197,32 @@ def _explorer(code: str, entry: dict[str, Any], key: str, placeholder: str) -> s
     if placeholder not in template:
         raise CatalogueError(f"network {code}: {key} has no {placeholder}")
     return template
+
+
+_KEY_PATH = re.compile(r"m/(\d{1,10})'/(\d{1,10})'/(\d{1,10})'")
+#: Purposes each family derives with: BIP44, and BIP84 (native segwit) for the Bitcoin family.
+_KEY_PURPOSES = {"utxo": (44, 84), "evm": (44,), "tron": (44,)}
+
+
+def _key_path(code: str, entry: dict[str, Any]) -> tuple[int, int, int] | None:
+    """An account path, m/purpose'/coin'/account' (hardened levels only: anyone holding
+    one child private key and the xpub could otherwise compute the account's key)."""
+    text = entry.get("key_path")
+    if text is None:
+        return None
+    match = _KEY_PATH.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise CatalogueError(f"network {code}: key_path must read m/purpose'/coin'/account'")
+    purpose, coin_type, account = (int(group) for group in match.groups())
+    if max(purpose, coin_type, account) >= 2**31:
+        raise CatalogueError(f"network {code}: key_path levels are below 2^31")
+    family = entry["family"]
+    if purpose not in _KEY_PURPOSES.get(family, ()):
+        allowed = " or ".join(str(p) for p in _KEY_PURPOSES.get(family, ())) or "none"
+        raise CatalogueError(f"network {code}: key_path purpose {purpose}' (use {allowed})")
+    if purpose == 84 and not entry.get("bech32_hrp"):
+        raise CatalogueError(f"network {code}: purpose 84' (segwit) needs a bech32_hrp")
+    return purpose, coin_type, account
 
 
 def _byte(code: str, entry: dict[str, Any], key: str) -> int | None:

@@ -11,7 +11,7 @@ The hot wallet that payouts are sent from is the internal chain's first key, m/â
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,6 @@ from bip_utils import (
     Bip44,
     Bip44Changes,
     Bip44Coins,
-    Bip49,
     Bip84,
     Bip84Coins,
 )
@@ -30,42 +29,84 @@ from bip_utils.bip.bip44_base import Bip44Base
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paydesk.chains.models import MasterSeed
+from paydesk.catalogue.models import Network
+from paydesk.chains.models import DepositAddress, MasterSeed
 from paydesk.db import dialect_insert, utcnow
 from paydesk.vault import Vault
 
 MASTER_SEED_NAME = "master"
 
 
+#: The BIP standards Paydesk derives with, by purpose: BIP44 (P2PKH and account-based
+#: chains) and BIP84 (native segwit P2WPKH).
+_STANDARDS: dict[int, type[Bip44Base]] = {44: Bip44, 84: Bip84}
+#: bip-utils' coin for each (purpose, coin type) a coin may use: its registered SLIP-44
+#: type, or 1, the type every testnet shares. EVM networks all use Ethereum's.
+_BIP_COINS: dict[str, dict[tuple[int, int], Any]] = {
+    "ETH": {(44, 60): Bip44Coins.ETHEREUM},
+    "TRX": {(44, 195): Bip44Coins.TRON},
+    "BTC": {(84, 0): Bip84Coins.BITCOIN, (84, 1): Bip84Coins.BITCOIN_TESTNET,
+            (44, 0): Bip44Coins.BITCOIN, (44, 1): Bip44Coins.BITCOIN_TESTNET},
+    "LTC": {(84, 2): Bip84Coins.LITECOIN, (84, 1): Bip84Coins.LITECOIN_TESTNET,
+            (44, 2): Bip44Coins.LITECOIN, (44, 1): Bip44Coins.LITECOIN_TESTNET},
+    "DOGE": {(44, 3): Bip44Coins.DOGECOIN, (44, 1): Bip44Coins.DOGECOIN_TESTNET},
+    "DASH": {(44, 5): Bip44Coins.DASH, (44, 1): Bip44Coins.DASH_TESTNET},
+    "BCH": {(44, 145): Bip44Coins.BITCOIN_CASH, (44, 1): Bip44Coins.BITCOIN_CASH_TESTNET},
+}  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class KeyPath:
-    """How a network's keys derive: the BIP standard (44, 49, 84), its coin, the account."""
+    """How a network's keys derive: the BIP standard (44, 84), its coin, the account."""
 
     standard: type[Bip44Base]
     coin: Any
     account: int = 0
 
+    @classmethod
+    def of(cls, network: Network) -> KeyPath:
+        """The account path the catalogue gives `network` (`key_path`), checked against
+        what bip-utils can derive for its coin."""
+        if network.key_path is None:
+            raise NoKeyPath(f"{network.code}: its addresses do not derive from an HD key")
+        purpose, coin_type, account = network.key_path
+        coins = _BIP_COINS.get("ETH" if network.family == "evm" else network.native, {})
+        coin = coins.get((purpose, coin_type))
+        if coin is None:
+            usable = ", ".join(f"m/{p}'/{c}'/â€¦" for p, c in coins) or "none"
+            raise NoKeyPath(
+                f"{network.code}: key_path m/{purpose}'/{coin_type}'/{account}' is not one "
+                f"Paydesk derives for {network.native} (usable: {usable})"
+            )
+        return cls(_STANDARDS[purpose], coin, account)
+
+    @property
+    def purpose(self) -> int:
+        return next(p for p, standard in _STANDARDS.items() if standard is self.standard)
+
+    @property
+    def coin_type(self) -> int:
+        return self.standard.FromSeed(b"\0" * 16, self.coin).CoinConf().CoinIndex()
+
     def describe(self) -> str:
-        purpose = {Bip44: 44, Bip49: 49, Bip84: 84}[self.standard]
-        coin_type = self.standard.FromSeed(b"\0" * 16, self.coin).CoinConf().CoinIndex()
-        return f"m/{purpose}'/{coin_type}'/{self.account}'/0/<index>"
+        return f"m/{self.purpose}'/{self.coin_type}'/{self.account}'/0/<index>"
 
 
-#: Networks whose addresses derive from a BIP32 key, and how. EVM networks share the coin
-#: type 60 (what every EVM wallet uses) and differ by account.
-KEY_PATHS: dict[str, KeyPath] = {
-    "eth": KeyPath(Bip44, Bip44Coins.ETHEREUM, 0),
-    "bsc": KeyPath(Bip44, Bip44Coins.ETHEREUM, 1),
-    "polygon": KeyPath(Bip44, Bip44Coins.ETHEREUM, 2),
-    "arbitrum": KeyPath(Bip44, Bip44Coins.ETHEREUM, 3),
-    "avalanche": KeyPath(Bip44, Bip44Coins.ETHEREUM, 4),
-    "btc": KeyPath(Bip84, Bip84Coins.BITCOIN),
-    "ltc": KeyPath(Bip84, Bip84Coins.LITECOIN),
-    "bch": KeyPath(Bip44, Bip44Coins.BITCOIN_CASH),
-    "doge": KeyPath(Bip44, Bip44Coins.DOGECOIN),
-    "dash": KeyPath(Bip44, Bip44Coins.DASH),
-    "tron": KeyPath(Bip44, Bip44Coins.TRON),
-}
+def key_paths(networks: Iterable[Network]) -> dict[str, KeyPath]:
+    """The key path of every network that has one. Two networks on one path would share
+    addresses (a payment sent on the wrong chain would land on another invoice's
+    address), so that is refused."""
+    paths = {n.code: KeyPath.of(n) for n in networks if n.key_path is not None}
+    seen: dict[tuple[int, int, int], str] = {}
+    for code, path in paths.items():
+        spot = (path.purpose, path.coin_type, path.account)
+        if spot in seen:
+            raise NoKeyPath(
+                f"{seen[spot]} and {code} share the key path {path.describe()}: "
+                "give one of them another account"
+            )
+        seen[spot] = code
+    return paths
 
 
 class KeysError(LookupError):
@@ -78,6 +119,10 @@ class NoKeyPath(KeysError):
 
 class BadXpub(KeysError):
     """Not an account-level extended public key of the network."""
+
+
+class KeyPathChanged(KeysError):
+    """The network's key path no longer derives the addresses already handed out."""
 
 
 #: Spells a compressed public key as an address of a network whose prefixes the catalogue
@@ -102,16 +147,8 @@ class XpubDeriver:
         return key.ToAddress()
 
 
-def key_path(network: str) -> KeyPath:
-    path = KEY_PATHS.get(network)
-    if path is None:
-        raise NoKeyPath(network)
-    return path
-
-
-def watch_only_account(network: str, xpub: str) -> Bip44Base:
+def watch_only_account(path: KeyPath, network: str, xpub: str) -> Bip44Base:
     """A merchant-supplied xpub, checked to be the account level of `network`'s path."""
-    path = key_path(network)
     try:
         account = path.standard.FromExtendedKey(xpub.strip(), path.coin)
     except Exception as exc:  # bip-utils raises several unrelated types for bad input
@@ -127,15 +164,43 @@ def watch_only_account(network: str, xpub: str) -> Bip44Base:
 
 
 class KeyRing:
-    """The master seed and the account nodes derived from it (each derived once)."""
+    """The master seed and the account nodes derived from it (each derived once), for
+    the networks whose key paths it is given."""
 
-    def __init__(self, vault: Vault, encoders: dict[str, AddressEncoder] | None = None) -> None:
+    def __init__(
+        self,
+        vault: Vault,
+        paths: Mapping[str, KeyPath],
+        encoders: Mapping[str, AddressEncoder] | None = None,
+    ) -> None:
         self._vault = vault
+        self.paths = dict(paths)
         #: Networks whose addresses are spelled by the catalogue's prefixes.
         self.encoders = dict(encoders or {})
         self._seed: bytes | None = None
         self._accounts: dict[str, Bip44Base] = {}
         self._derivers: dict[str, XpubDeriver] = {}
+
+    @classmethod
+    def for_networks(cls, vault: Vault, networks: Iterable[Network]) -> KeyRing:
+        """The key ring of catalogue networks: their key paths, and the address spelling
+        of the Bitcoin family's (segwit or legacy as the path's purpose says)."""
+        from paydesk.chains.utxo_addresses import UtxoAddressFormat
+
+        networks = list(networks)
+        paths = key_paths(networks)
+        encoders = {
+            n.code: UtxoAddressFormat.of(n).from_public_key
+            for n in networks
+            if n.family == "utxo" and n.code in paths and n.p2pkh_version is not None
+        }
+        return cls(vault, paths, encoders)
+
+    def key_path(self, network: str) -> KeyPath:
+        path = self.paths.get(network)
+        if path is None:
+            raise NoKeyPath(f"{network}: its addresses do not derive from an HD key")
+        return path
 
     @property
     def loaded(self) -> bool:
@@ -161,6 +226,34 @@ class KeyRing:
             stored = await _stored_mnemonic(session)
             assert stored is not None
         self.use_mnemonic(self._vault.decrypt(stored))
+        try:
+            await self._check_paths(session)
+        except KeyPathChanged:
+            self._seed = None
+            raise
+
+    async def _check_paths(self, session: AsyncSession) -> None:
+        """Each network's first address handed out must still derive from its path: a
+        changed `key_path` would move the hot wallet and lose the keys of every address
+        given so far, so Paydesk refuses to run with it."""
+        for network in self.paths:
+            first = (
+                await session.execute(
+                    select(DepositAddress.derivation_index, DepositAddress.address)
+                    .where(
+                        DepositAddress.network == network,
+                        DepositAddress.key_owner == "",
+                    )
+                    .order_by(DepositAddress.derivation_index)
+                    .limit(1)
+                )
+            ).first()
+            if first is not None and self.deriver(network).derive(first[0]) != first[1]:
+                raise KeyPathChanged(
+                    f"{network}: address #{first[0]} ({first[1]}) does not derive from "
+                    f"{self.paths[network].describe()}; put back the key_path (or the "
+                    "address format) it was handed out under"
+                )
 
     def use_mnemonic(self, mnemonic: str) -> None:
         self._seed = Bip39SeedGenerator(mnemonic).Generate()
@@ -173,7 +266,7 @@ class KeyRing:
             raise RuntimeError("the master seed is not loaded")
         node = self._accounts.get(network)
         if node is None:
-            path = key_path(network)
+            path = self.key_path(network)
             node = path.standard.FromSeed(self._seed, path.coin).Purpose().Coin()
             node = node.Account(path.account)
             self._accounts[network] = node

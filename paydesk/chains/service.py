@@ -19,9 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paydesk.catalogue.service import Catalogue
 from paydesk.chains.devnet import DEVNET_SEED, DevnetAddresses
-from paydesk.chains.keys import KEY_PATHS, BadXpub, KeyRing, XpubDeriver, watch_only_account
+from paydesk.chains.keys import BadXpub, KeyRing, NoKeyPath, XpubDeriver, watch_only_account
 from paydesk.chains.models import MASTER_KEY_OWNER, AddressCounter, DepositAddress, MerchantXpub
-from paydesk.chains.utxo_addresses import UtxoAddressFormat
 from paydesk.db import dialect_insert, utcnow
 from paydesk.vault import Vault
 
@@ -121,7 +120,9 @@ class AddressBook:
         deriver = None
         if encrypted is not None:
             deriver = XpubDeriver(
-                watch_only_account(network, self._vault.decrypt(encrypted)),
+                watch_only_account(
+                    self._keys.key_path(network), network, self._vault.decrypt(encrypted)
+                ),
                 self._keys.encoders.get(network),
             )
         self._watch_only[key] = deriver
@@ -134,7 +135,7 @@ class AddressBook:
         addresses derived from its xpub), or with None go back to Paydesk's addresses.
         Returns the first address the xpub yields, for the merchant to compare with its
         wallet. Addresses already handed out stay as they are."""
-        if network not in self._networks or network not in KEY_PATHS:
+        if network not in self._networks or network not in self._keys.paths:
             raise BadXpub(f"network {network} takes no xpub (enabled HD networks only)")
         await session.execute(
             delete(MerchantXpub).where(
@@ -144,7 +145,7 @@ class AddressBook:
         self._watch_only.pop((merchant_id, network), None)
         if xpub is None:
             return None
-        account = watch_only_account(network, xpub)
+        account = watch_only_account(self._keys.key_path(network), network, xpub)
         canonical = account.PublicKey().ToExtended()
         await self._keys.load(session)
         if canonical == self._keys.xpub(network):
@@ -328,19 +329,15 @@ def build_address_book(
 ) -> AddressBook:
     """Addresses for the enabled networks; a network Paydesk cannot derive addresses for
     cannot be enabled."""
-    missing = [
-        n
-        for n in networks
-        if n != "devnet" and (catalogue.network(n) is None or n not in KEY_PATHS)
-    ]
+    enabled = [n for n in (catalogue.network(code) for code in networks) if n is not None]
+    try:
+        keys = KeyRing.for_networks(vault, enabled)
+    except NoKeyPath as exc:
+        raise NoAllocator(str(exc)) from None
+    missing = [n for n in networks if n != "devnet" and n not in keys.paths]
     if missing:
         raise NoAllocator(
             f"no address source for network(s) {', '.join(missing)}; "
             "enable only networks Paydesk can serve"
         )
-    encoders = {}
-    for code in networks:
-        network = catalogue.network(code)
-        if network is not None and network.family == "utxo":
-            encoders[code] = UtxoAddressFormat.of(network).from_public_key
-    return AddressBook(networks, KeyRing(vault, encoders), vault, cache_seconds)
+    return AddressBook(networks, keys, vault, cache_seconds)

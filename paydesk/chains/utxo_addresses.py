@@ -29,21 +29,25 @@ class UtxoAddressFormat:
     bech32_hrp: str | None
     p2pkh_version: int
     p2sh_version: int | None
+    #: Paydesk's own addresses (deposits, hot wallet, change) are native segwit (P2WPKH)
+    #: rather than P2PKH: what the key path's purpose says (84' or 44').
+    witness: bool = True
 
     @classmethod
     def of(cls, network: Network) -> UtxoAddressFormat:
         if network.family != "utxo" or network.p2pkh_version is None:
             raise UnsupportedNetwork(f"{network.code} has no address format in the catalogue")
-        return cls(network.bech32_hrp, network.p2pkh_version, network.p2sh_version)
+        witness = network.key_path is not None and network.key_path[0] == 84
+        return cls(network.bech32_hrp, network.p2pkh_version, network.p2sh_version, witness)
 
     @property
     def segwit(self) -> bool:
+        """The network has native segwit addresses (a payee may give one)."""
         return self.bech32_hrp is not None
 
     def from_public_key(self, public_key: bytes) -> str:
-        """The address Paydesk gives out for a key: native segwit (P2WPKH) where the coin
-        has segwit, else P2PKH."""
-        if self.bech32_hrp is not None:
+        """The address Paydesk gives out for a key: P2WPKH on a BIP84 path, else P2PKH."""
+        if self.witness and self.bech32_hrp is not None:
             return P2WPKHAddrEncoder.EncodeKey(public_key, hrp=self.bech32_hrp, wit_ver=0)
         return P2PKHAddrEncoder.EncodeKey(public_key, net_ver=bytes([self.p2pkh_version]))
 

@@ -27,7 +27,6 @@ from bip_utils import Bip44Changes
 from embit.script import Script, Witness
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
-from paydesk.chains.keys import KeyRing
 from paydesk.chains.utxo_addresses import UtxoAddressFormat
 from paydesk.chains.utxo_sender import (
     RBF_SEQUENCE,
@@ -36,6 +35,7 @@ from paydesk.chains.utxo_sender import (
     select_coins,
     sign_transaction,
 )
+from tests.keyring import key_ring
 
 #: BIP84's test mnemonic: its first change address is a published vector.
 MNEMONIC = " ".join(["abandon"] * 11 + ["about"])
@@ -260,8 +260,7 @@ class HotWallet:
 
     @classmethod
     def derive(cls, count: int) -> HotWallet:
-        ring = KeyRing(vault=None)  # type: ignore[arg-type]  # no seed is stored
-        ring.use_mnemonic(MNEMONIC)
+        ring = key_ring(MNEMONIC)
         internal = ring.account("btc").Change(Bip44Changes.CHAIN_INT)
         keys = {}
         for index in range(count):
@@ -283,8 +282,7 @@ class HotWallet:
 
 def payee(index: int, *, legacy: bool = False) -> str:
     """Someone else's address: the external chain of another account."""
-    ring = KeyRing(vault=None)  # type: ignore[arg-type]
-    ring.use_mnemonic(MNEMONIC)
+    ring = key_ring(MNEMONIC)
     node = ring.account("ltc").Change(Bip44Changes.CHAIN_EXT).AddressIndex(index)
     public = node.PublicKey().RawCompressed().ToBytes()
     return (REGTEST_LEGACY if legacy else REGTEST).from_public_key(public)

@@ -32,10 +32,9 @@ from paydesk.chains.evm_sender import (
     TransferRefused,
     amount_to_units,
 )
-from paydesk.chains.keys import KeyRing
-from paydesk.vault import Vault, generate_master_key
 from tests.chains.anvil import GWEI, Anvil
 from tests.conftest import free_port
+from tests.keyring import key_ring
 
 #: A fixed mnemonic for the hot wallet (not anvil's: its accounts are the test's own).
 HOT_MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank yellow"
@@ -79,8 +78,7 @@ def usdt(anvil: Anvil) -> str:
 @pytest.fixture(scope="module")
 def hot_key(anvil: Anvil, usdt: str) -> bytes:
     """The eth hot wallet of HOT_MNEMONIC, funded once with 100 ETH and 1M USDT."""
-    keys = KeyRing(Vault([generate_master_key().encode()]))
-    keys.use_mnemonic(HOT_MNEMONIC)
+    keys = key_ring(HOT_MNEMONIC)
     node = keys.hot_wallet("eth")
     address = node.PublicKey().ToAddress()
     anvil.send_native(address, 100 * ETHER)
@@ -121,8 +119,7 @@ async def sender(make_sender: MakeSender, hot_key: bytes) -> EvmPayoutSender:
 
 # --------------------------------------------------------------------------- the wallet
 async def test_hot_address_is_the_keyring_hot_wallet(sender: EvmPayoutSender):
-    keys = KeyRing(Vault([generate_master_key().encode()]))
-    keys.use_mnemonic(HOT_MNEMONIC)
+    keys = key_ring(HOT_MNEMONIC)
     assert sender.hot_address == keys.hot_wallet("eth").PublicKey().ToAddress()
     assert is_checksum_address(sender.hot_address)
     _: PayoutSender = sender  # the protocol is met

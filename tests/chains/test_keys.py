@@ -10,11 +10,12 @@ from bip_utils import Bip44Changes
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from paydesk.chains.keys import KEY_PATHS, BadXpub, KeyRing, XpubDeriver, watch_only_account
+from paydesk.chains.keys import BadXpub, KeyRing, XpubDeriver, watch_only_account
 from paydesk.chains.models import DepositAddress, MasterSeed
 from paydesk.db import utcnow
 from paydesk.invoices.schemas import InvoiceDraft
 from paydesk.merchants.service import create_merchant
+from tests.keyring import key_ring
 
 TEST_MNEMONIC = "abandon " * 11 + "about"
 
@@ -25,8 +26,7 @@ def settings_overrides():
 
 
 def test_published_vectors():
-    keys = KeyRing(vault=None)  # type: ignore[arg-type]
-    keys.use_mnemonic(TEST_MNEMONIC)
+    keys = key_ring(TEST_MNEMONIC)
     # BIP84's own test vector, and the addresses every wallet derives from this mnemonic.
     assert keys.deriver("btc").derive(0) == "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
     assert keys.deriver("ltc").derive(0) == "ltc1qjmxnz78nmc8nq77wuxh25n2es7rzm5c2rkk4wh"
@@ -35,34 +35,33 @@ def test_published_vectors():
 
 
 def test_evm_networks_never_share_an_address():
-    keys = KeyRing(vault=None)  # type: ignore[arg-type]
-    keys.use_mnemonic(TEST_MNEMONIC)
-    evm = [n for n, p in KEY_PATHS.items() if p.coin == KEY_PATHS["eth"].coin]
+    keys = key_ring(TEST_MNEMONIC)
+    evm = [n for n, p in keys.paths.items() if p.coin == keys.paths["eth"].coin]
+    assert len(evm) == 5
     firsts = {keys.deriver(n).derive(i) for n in evm for i in range(20)}
     assert len(firsts) == 20 * len(evm)
-    assert KEY_PATHS["bsc"].describe() == "m/44'/60'/1'/0/<index>"
+    assert keys.paths["bsc"].describe() == "m/44'/60'/1'/0/<index>"
 
 
 def test_the_xpub_derives_the_same_addresses_watch_only():
-    keys = KeyRing(vault=None)  # type: ignore[arg-type]
-    keys.use_mnemonic(TEST_MNEMONIC)
+    keys = key_ring(TEST_MNEMONIC)
     for network in ("eth", "btc", "tron"):
-        public = XpubDeriver(watch_only_account(network, keys.xpub(network)))
+        account = watch_only_account(keys.paths[network], network, keys.xpub(network))
+        public = XpubDeriver(account, keys.encoders.get(network))
         assert [public.derive(i) for i in range(5)] == [
             keys.deriver(network).derive(i) for i in range(5)
         ]
 
 
 def test_bad_xpubs_are_refused_with_a_reason():
-    keys = KeyRing(vault=None)  # type: ignore[arg-type]
-    keys.use_mnemonic(TEST_MNEMONIC)
+    keys = key_ring(TEST_MNEMONIC)
     with pytest.raises(BadXpub, match="not an extended public key"):
-        watch_only_account("eth", "xpub-nonsense")
+        watch_only_account(keys.paths["eth"], "eth", "xpub-nonsense")
     with pytest.raises(BadXpub, match="private key"):
-        watch_only_account("eth", keys.account("eth").PrivateKey().ToExtended())
+        watch_only_account(keys.paths["eth"], "eth", keys.account("eth").PrivateKey().ToExtended())
     change_level = keys.account("eth").Change(Bip44Changes.CHAIN_EXT).PublicKey().ToExtended()
     with pytest.raises(BadXpub, match="account-level"):
-        watch_only_account("eth", change_level)
+        watch_only_account(keys.paths["eth"], "eth", change_level)
 
 
 async def test_master_seed_is_made_once_and_kept_encrypted(context):
@@ -73,7 +72,7 @@ async def test_master_seed_is_made_once_and_kept_encrypted(context):
         [stored] = (await session.scalars(select(MasterSeed))).all()
     mnemonic = context.vault.decrypt(stored.mnemonic_encrypted)
     assert len(mnemonic.split()) == 24 and mnemonic.split()[0] not in stored.mnemonic_encrypted
-    again = KeyRing(context.vault)  # another process
+    again = KeyRing(context.vault, context.addresses.keys.paths)  # another process
     async with context.db.transaction() as session:
         await again.load(session)
     assert again.xpub("eth") == xpub
@@ -100,8 +99,7 @@ async def test_an_address_cannot_be_stored_twice(context):
 
 
 async def test_watch_only_merchant_gets_addresses_of_its_own_wallet(context, merchant, api):
-    wallet = KeyRing(vault=None)  # type: ignore[arg-type]
-    wallet.use_mnemonic(TEST_MNEMONIC)  # the merchant's own wallet, elsewhere
+    wallet = key_ring(TEST_MNEMONIC)  # the merchant's own wallet, elsewhere
     async with context.db.transaction() as session:
         first = await context.addresses.register_xpub(
             session, merchant.merchant_id, "eth", wallet.xpub("eth")

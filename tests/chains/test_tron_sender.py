@@ -25,7 +25,6 @@ from paydesk.chains.adapter import (
     PayoutSender,
     SignedTransfer,
 )
-from paydesk.chains.keys import KeyRing
 from paydesk.chains.tron import TronAdapter
 from paydesk.chains.tron_sender import (
     DEFAULT_EXPIRATION_SECONDS,
@@ -33,8 +32,8 @@ from paydesk.chains.tron_sender import (
     TransferRefused,
     TronPayoutSender,
 )
-from paydesk.vault import Vault, generate_master_key
 from tests.conftest import free_port
+from tests.keyring import key_ring
 from tests.tron_api import USDT, TronApi, TronChain, key_address, to_hex
 
 TEST_MNEMONIC = "abandon " * 11 + "about"
@@ -46,8 +45,7 @@ MakeSender = Callable[..., Awaitable[TronPayoutSender]]
 
 
 def hot_key() -> bytes:
-    keys = KeyRing(Vault([generate_master_key().encode()]))
-    keys.use_mnemonic(HOT_MNEMONIC)
+    keys = key_ring(HOT_MNEMONIC)
     return bytes(keys.hot_wallet("tron").PrivateKey().Raw().ToBytes())
 
 
@@ -112,8 +110,7 @@ def test_the_published_tron_address_of_the_test_mnemonic():
     """m/44'/195'/0'/0/0 of "abandon … about" is TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH, the
     address Ian Coleman's BIP39 tool and Ledger's TRON app's test script give; tronpy
     derives the same address from the private key bip-utils derives."""
-    keys = KeyRing(vault=None)  # type: ignore[arg-type]
-    keys.use_mnemonic(TEST_MNEMONIC)
+    keys = key_ring(TEST_MNEMONIC)
     assert keys.deriver("tron").derive(0) == "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH"
     node = keys.account("tron").Change(Bip44Changes.CHAIN_EXT).AddressIndex(0)
     assert Bip44.FromSeed(b"\0" * 16, Bip44Coins.TRON).CoinConf().CoinIndex() == 195

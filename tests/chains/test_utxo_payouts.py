@@ -40,7 +40,7 @@ def network(tmp_path: Path):
 
 
 def new_sender(node: Litecoind, network) -> UtxoPayoutSender:
-    keys = KeyRing(Vault([generate_master_key().encode()]))
+    keys = KeyRing.for_networks(Vault([generate_master_key().encode()]), [network])
     keys.use_mnemonic(HOT_MNEMONIC)
     return UtxoPayoutSender("ltc", node.url, "LTC", UtxoAddressFormat.of(network),
                             keys.account("ltc"), node_chain="regtest")  # fmt: skip
