@@ -95,8 +95,6 @@ def build_sender(
         from paydesk.chains.electrum_client import is_electrum_url
         from paydesk.chains.utxo_sender import UtxoPayoutSender
 
-        if network.bech32_hrp is None:
-            raise NetworkNotConfigured(f"no payouts on {network.code}: it has no segwit")
         if is_electrum_url(settings.chain_nodes.get(network.code, "")):
             raise NetworkNotConfigured(
                 f"no payouts on {network.code}: they need the node's JSON-RPC, and its "

@@ -2,6 +2,10 @@
 transaction signed by Paydesk (a PSBT signed with keys derived by bip-utils, finalized by
 embit), change to a fresh internal address, replace-by-fee signalled.
 
+The hot wallet's addresses are native segwit (P2WPKH) on a BIP84 key path and P2PKH on a
+BIP44 one (the coins without segwit, such as Dogecoin and Dash): a legacy input signs no
+amount, so its whole previous transaction is fetched and checked before it is signed.
+
 The keys never reach the node. The node keeps a watch-only wallet of the hot wallet's
 addresses (m/…/1/0 and the change addresses m/…/1/n), which is how Paydesk lists its
 spendable outputs and follows its transactions without a database of its own UTXOs.
@@ -47,13 +51,25 @@ from paydesk.chains.utxo_addresses import UtxoAddressFormat
 CONFIRMATION_TARGETS = {"economy": 24, "recommended": 6, "high": 2, "highest": 1}
 #: nSequence that signals BIP125 replaceability: a stuck payout can be bumped.
 RBF_SEQUENCE = 0xFFFFFFFD
-#: Virtual size of a P2WPKH input (outpoint, sequence, witness of signature and key) and of
-#: a transaction's fixed part with segwit marker, rounded up.
-P2WPKH_INPUT_VBYTES = 68
-OVERHEAD_VBYTES = 11
-#: Change smaller than this many units costs more to spend than it is worth: it goes to
-#: the fee instead (Bitcoin Core's dust threshold for P2WPKH at its default relay fee).
-DUST_UNITS = 294
+
+
+@dataclass(frozen=True, slots=True)
+class SpendShape:
+    """Sizes (virtual bytes, rounded up) of what a hot wallet's transaction is made of,
+    and the change too small to be worth an output (Bitcoin Core's dust threshold for the
+    output type at its default relay fee): such change goes to the fee instead."""
+
+    overhead_vbytes: int
+    input_vbytes: int
+    change_vbytes: int
+    dust_units: int
+
+
+#: P2WPKH: an input is outpoint, sequence and a witness of signature and key; the fixed
+#: part carries the segwit marker.
+P2WPKH_SHAPE = SpendShape(overhead_vbytes=11, input_vbytes=68, change_vbytes=31, dust_units=294)
+#: P2PKH: the signature and key sit in the input's script.
+P2PKH_SHAPE = SpendShape(overhead_vbytes=10, input_vbytes=148, change_vbytes=34, dust_units=546)
 #: Answers of `sendrawtransaction` (Bitcoin Core's RPC codes).
 _ALREADY_IN_CHAIN = -27
 _REJECTED = (-25, -26)
@@ -68,6 +84,8 @@ class Coin:
     vout: int
     units: int
     address: str
+    #: The raw transaction that created it: needed to sign a legacy (P2PKH) input.
+    previous: bytes | None = None
 
 
 class UtxoPayoutSender:
@@ -88,8 +106,6 @@ class UtxoPayoutSender:
         wallet: str | None = None,
         timeout: float = 30.0,
     ) -> None:
-        if not address_format.segwit:
-            raise TransferRefused(f"{network}: payouts are signed for segwit networks only")
         self.network = network
         self.native = native
         self.decimals = decimals
@@ -231,7 +247,10 @@ class UtxoPayoutSender:
         change_address, _ = self._key(change_index)
         fee_per_kvb = await self._fee_rate(target)
         coins = sorted(await self._coins(), key=lambda coin: coin.units, reverse=True)
-        chosen, fee, change = select_coins(coins, units, len(script), fee_per_kvb, self.decimals)
+        shape = P2WPKH_SHAPE if self.address_format.witness else P2PKH_SHAPE
+        chosen, fee, change = select_coins(
+            coins, units, len(script), fee_per_kvb, self.decimals, shape
+        )
         if chosen is None:
             have = units_to_amount(sum(c.units for c in coins), self.decimals)
             raise HotWalletShort(
@@ -328,10 +347,24 @@ class UtxoPayoutSender:
         or change, numbered as the node's wallet knows them)."""
         known = await self._known_change()
         keys = {coin.address: self._key(known[coin.address])[1] for coin in coins}
+        if not self.address_format.witness:
+            coins = await self._with_previous(coins)
         try:
             return sign_transaction(coins, outputs, keys, self.address_format)
         except SigningFailed as exc:
             raise BroadcastRejected(f"{self.network}: {exc}") from None
+
+    async def _with_previous(self, coins: list[Coin]) -> list[Coin]:
+        """The coins with the transactions that made them (from the wallet, one batch)."""
+        calls = [("gettransaction", [coin.txid, True]) for coin in coins]
+        try:
+            found = await self.wallet_rpc.batch(calls)
+        except RpcError as exc:
+            raise ChainUnavailable(f"{self.network}: gettransaction: {exc}") from exc
+        return [
+            Coin(coin.txid, coin.vout, coin.units, coin.address, bytes.fromhex(entry["hex"]))
+            for coin, entry in zip(coins, found, strict=True)
+        ]
 
 
 class SigningFailed(ValueError):
@@ -346,7 +379,8 @@ def sign_transaction(
 ) -> Transaction:
     """A PSBT spending `coins` to `outputs` (version 2, every input signalling
     replace-by-fee, no locktime), signed input by input with the private key `keys` holds
-    for the address each coin belongs to, then finalized into the raw transaction.
+    for the address each coin belongs to, then finalized into the raw transaction. A
+    P2PKH coin must come with its previous transaction, which must hold that output.
 
     Pure (no node): what Paydesk broadcasts is exactly what this returns, so it can be
     checked against a consensus implementation on its own."""
@@ -357,8 +391,11 @@ def sign_transaction(
     tx = Transaction(version=2, vin=inputs, vout=list(outputs), locktime=0)
     psbt = PSBT(tx)
     for slot, coin in zip(psbt.inputs, coins, strict=True):
-        script = address_format.script_pubkey(coin.address)
-        slot.witness_utxo = TransactionOutput(coin.units, Script(script))
+        script = Script(address_format.script_pubkey(coin.address))
+        if script.script_type() == "p2wpkh":
+            slot.witness_utxo = TransactionOutput(coin.units, script)
+        else:
+            slot.non_witness_utxo = _previous_output(coin, script)
     missing = sorted({coin.address for coin in coins} - set(keys))
     if missing:
         raise SigningFailed(f"no key for {', '.join(missing)}")
@@ -374,8 +411,28 @@ def sign_transaction(
     return final
 
 
+def _previous_output(coin: Coin, script: Script) -> Transaction:
+    """The coin's previous transaction, checked: its id is the coin's and its output pays
+    the coin's amount to the coin's script (a node lying about the amount would otherwise
+    make Paydesk sign away the difference as fee)."""
+    if coin.previous is None:
+        raise SigningFailed(f"{coin.txid}:{coin.vout} is a legacy input without its transaction")
+    previous = Transaction.parse(coin.previous)
+    if previous.txid().hex() != coin.txid or coin.vout >= len(previous.vout):
+        raise SigningFailed(f"the transaction given for {coin.txid}:{coin.vout} is another one")
+    output = previous.vout[coin.vout]
+    if output.value != coin.units or output.script_pubkey.data != script.data:
+        raise SigningFailed(f"{coin.txid}:{coin.vout} holds another amount or script")
+    return previous
+
+
 def select_coins(
-    coins: list[Coin], units: int, script_length: int, fee_per_kvb: Decimal, decimals: int
+    coins: list[Coin],
+    units: int,
+    script_length: int,
+    fee_per_kvb: Decimal,
+    decimals: int,
+    shape: SpendShape = P2WPKH_SHAPE,
 ) -> tuple[list[Coin] | None, int, int]:
     """Coins taken in the order given (the sender sorts them largest first) until the
     amount and the fee of the inputs so far are covered; the change output is dropped (its
@@ -383,13 +440,13 @@ def select_coins(
     in units; `fee_per_kvb` is in coins per 1000 virtual bytes."""
     per_vbyte = fee_per_kvb.scaleb(decimals) / Decimal(1000)
     payee_vbytes = 9 + script_length
-    change_vbytes = 31  # a P2WPKH output
+    change_vbytes = shape.change_vbytes
     chosen: list[Coin] = []
     total = 0
     for coin in coins:
         chosen.append(coin)
         total += coin.units
-        vbytes = OVERHEAD_VBYTES + P2WPKH_INPUT_VBYTES * len(chosen) + payee_vbytes
+        vbytes = shape.overhead_vbytes + shape.input_vbytes * len(chosen) + payee_vbytes
         fee_without_change = int((per_vbyte * vbytes).to_integral_value(rounding="ROUND_CEILING"))
         fee_with_change = int(
             (per_vbyte * (vbytes + change_vbytes)).to_integral_value(rounding="ROUND_CEILING")
@@ -397,7 +454,7 @@ def select_coins(
         if total < units + fee_without_change:
             continue
         change = total - units - fee_with_change
-        if change >= DUST_UNITS:
+        if change >= shape.dust_units:
             return chosen, fee_with_change, change
         return chosen, total - units, 0
     return None, 0, 0

@@ -16,7 +16,7 @@ import importlib
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from bip_utils import Bip44Changes
+from embit import ec
 from embit.script import Script, Witness
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
@@ -439,3 +440,36 @@ def test_signing_refuses_a_coin_it_has_no_key_for() -> None:
     wrong = {**keys, wallet.address(1): keys[wallet.address(2)]}
     with pytest.raises(SigningFailed, match="signed 1 of 2"):
         sign_transaction(coins, outputs, wrong, REGTEST)
+
+
+def test_a_legacy_input_is_signed_for_the_kernel(chain: KernelChain) -> None:
+    """A BIP44 (P2PKH) hot wallet, as on the coins without segwit: the signature sits in
+    the input script, over the legacy digest, and the kernel's interpreter accepts it."""
+    wallet = HotWallet.derive(2)
+    key = wallet.by_address[wallet.address(0)]
+    public = ec.PrivateKey(key).get_public_key().sec()
+    hot = REGTEST_LEGACY.from_public_key(public)
+    funding = chain.fund([(REGTEST_LEGACY.script_pubkey(hot), COIN)])
+    chain.mine([funding])
+
+    coin = Coin(funding.txid().hex(), 0, COIN, hot, funding.serialize())
+    outputs = [TransactionOutput(COIN - 40_000, Script(REGTEST.script_pubkey(payee(0))))]
+    signed = sign_transaction([coin], outputs, {hot: key}, REGTEST_LEGACY)
+    assert not signed.is_segwit and signed.vin[0].script_sig.data
+
+    pbk = chain.pbk
+    flags = pbk.ScriptVerificationFlags.ALL & ~pbk.ScriptVerificationFlags.TAPROOT
+    script = pbk.ScriptPubkey(REGTEST_LEGACY.script_pubkey(hot))
+    assert script.verify(COIN, pbk.Transaction(signed.serialize()), None, 0, flags)
+    assert chain.submit(chain.block([signed], 40_000)) == ACCEPTED
+
+    # Without its previous transaction, or with one that does not hold it, nothing is signed.
+    with pytest.raises(SigningFailed, match="without its transaction"):
+        sign_transaction([replace(coin, previous=None)], outputs, {hot: key}, REGTEST_LEGACY)
+    with pytest.raises(SigningFailed, match="another amount"):
+        sign_transaction([replace(coin, units=COIN * 2)], outputs, {hot: key}, REGTEST_LEGACY)
+    other = chain.fund([(REGTEST_LEGACY.script_pubkey(hot), COIN)])
+    with pytest.raises(SigningFailed, match="another one"):
+        sign_transaction(
+            [replace(coin, previous=other.serialize())], outputs, {hot: key}, REGTEST_LEGACY
+        )

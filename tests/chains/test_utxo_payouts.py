@@ -171,3 +171,52 @@ async def test_refusals(node, sender):
         await sender.sign_transfer(payee, "LTC", Decimal("0.000000001"), nonce=1,
                                    priority="high")  # fmt: skip
     assert await sender.lookup("00" * 32) is None
+
+
+# --------------------------------------------------------------------------- legacy keys
+#: The same node with a BIP44 key path (regtest's coin type 1): Paydesk's addresses are
+#: P2PKH, as on the coins without segwit (Dogecoin, Dash).
+LEGACY_CATALOGUE = REGTEST_CATALOGUE + "key_path = \"m/44'/1'/0'\"\n"
+
+
+@pytest.fixture
+def legacy_network(tmp_path: Path):
+    override = tmp_path / "legacy.toml"
+    override.write_text(LEGACY_CATALOGUE)
+    return load_catalogue(["ltc"], override).network("ltc")
+
+
+async def test_a_legacy_payout_over_two_inputs_the_node_accepts(node, legacy_network):
+    sender = new_sender(node, legacy_network)
+    try:
+        assert not sender.address_format.witness
+        assert node.rpc("getaddressinfo", sender.hot_address)["iswitness"] is False
+        await funded(node, sender, "0.6", "0.6")
+        payee = node.rpc("getnewaddress", "", "legacy")
+        signed = await sender.sign_transfer(payee, "LTC", Decimal("1"), nonce=1,
+                                            priority="recommended")  # fmt: skip
+        verdict = accepted(node, signed.raw)
+        assert verdict["allowed"] is True, verdict
+
+        tx = Transaction.from_string(signed.raw)
+        assert len(tx.vin) == 2 and not tx.is_segwit  # signatures in the input scripts
+        assert all(len(vin.script_sig.data) > 100 for vin in tx.vin)
+        [change] = [out for out in tx.vout if out.value != 100_000_000]
+        assert change.script_pubkey.data == sender.address_format.script_pubkey(sender._key(1)[0])
+        fee_units = 120_000_000 - 100_000_000 - change.value
+        # 10 + 2 × 148 + 34 + 34 vbytes at 10 units each, rounded up.
+        assert fee_units == 3_740 and Decimal(fee_units).scaleb(-8) == signed.max_fee
+        # A legacy transaction's size is its virtual size: the estimate covers it.
+        assert len(bytes.fromhex(signed.raw)) <= 374
+
+        tampered = Transaction.from_string(signed.raw)
+        tampered.vout[0].value += 1
+        assert accepted(node, tampered.serialize().hex())["allowed"] is False
+
+        await sender.broadcast(signed)
+        node.mine(1)
+        assert (await sender.lookup(signed.txid)).block_height is not None
+        assert node.rpc("getreceivedbyaddress", payee) == Decimal("1")
+        assert await sender.balance("LTC") == Decimal("0.2") - signed.max_fee
+    finally:
+        await sender.close()
