@@ -37,10 +37,17 @@ def test_a_network_nobody_can_watch_cannot_be_enabled(tmp_path):
         build_context(
             Settings(data_dir=tmp_path, networks=["sol"], chain_nodes={"sol": "http://x"})
         )
-    # Bitcoin Cash spells addresses in cashaddr, which the catalogue cannot describe yet.
-    with pytest.raises(NetworkNotConfigured, match="address format"):
+    # A key path the coin cannot use is refused at start, before any address exists.
+    override = tmp_path / "catalogue.toml"
+    override.write_text("[networks.doge]\nkey_path = \"m/44'/60'/0'\"\n")
+    with pytest.raises(NoAllocator, match="not one Paydesk derives for DOGE"):
         build_context(
-            Settings(data_dir=tmp_path, networks=["bch"], chain_nodes={"bch": "http://x"})
+            Settings(
+                data_dir=tmp_path,
+                networks=["doge"],
+                chain_nodes={"doge": "http://x"},
+                catalogue_file=override,
+            )
         )
 
 

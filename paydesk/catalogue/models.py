@@ -33,6 +33,9 @@ class Network:
     bech32_hrp: str | None = None
     p2pkh_version: int | None = None
     p2sh_version: int | None = None
+    #: Bitcoin Cash: the CashAddr prefix its addresses are spelled with (bitcoincash,
+    #: bchtest, bchreg); the base58 versions above still read legacy addresses.
+    cashaddr_prefix: str | None = None
     #: The BIP32 account addresses derive from, m/purpose'/coin'/account' as
     #: (purpose, coin type, account); None: no HD addresses (the devnet).
     key_path: tuple[int, int, int] | None = None

@@ -144,6 +144,7 @@ def build_catalogue(data: dict[str, Any], enabled_networks: list[str]) -> Catalo
             p2sh_version=_byte(code, entry, "p2sh_version"),
             genesis_id=entry.get("genesis_id"),
             key_path=_key_path(code, entry),
+            cashaddr_prefix=_cashaddr_prefix(code, entry),
         )
         for code, entry in data.get("networks", {}).items()
     }
@@ -223,6 +224,17 @@ def _key_path(code: str, entry: dict[str, Any]) -> tuple[int, int, int] | None:
     if purpose == 84 and not entry.get("bech32_hrp"):
         raise CatalogueError(f"network {code}: purpose 84' (segwit) needs a bech32_hrp")
     return purpose, coin_type, account
+
+
+def _cashaddr_prefix(code: str, entry: dict[str, Any]) -> str | None:
+    prefix = entry.get("cashaddr_prefix")
+    if prefix is None:
+        return None
+    if not isinstance(prefix, str) or not re.fullmatch(r"[a-z]{1,20}", prefix):
+        raise CatalogueError(f"network {code}: cashaddr_prefix is lower-case letters")
+    if entry.get("bech32_hrp") or entry.get("p2pkh_version") is None:
+        raise CatalogueError(f"network {code}: CashAddr has no segwit and needs p2pkh_version")
+    return prefix
 
 
 def _byte(code: str, entry: dict[str, Any], key: str) -> int | None:

@@ -29,7 +29,7 @@ from embit.hashes import double_sha256, hash160
 from embit.script import Script
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
-from paydesk.chains.utxo_sender import Coin, SigningFailed
+from paydesk.chains.utxo_signing import Coin, SigningFailed
 
 #: Bitcoin Cash has no replace-by-fee: every input is final (a stuck payout waits for its
 #: fee to be enough, it is never bumped).
@@ -73,6 +73,10 @@ class CashAddressFormat:
     def segwit(self) -> bool:
         """Bitcoin Cash never adopted segwit."""
         return False
+
+    #: Paydesk's own addresses are P2PKH, and there is no bech32 spelling.
+    witness = False
+    bech32_hrp = None
 
     def from_public_key(self, public_key: bytes) -> str:
         """The CashAddr P2PKH address of a key (of its compressed form, which is the one
@@ -142,10 +146,6 @@ class CashAddressFormat:
         raise ValueError("another network's address")
 
 
-#: The three Bitcoin Cash networks (testnet and regtest share their legacy versions).
-BCH_MAINNET = CashAddressFormat("bitcoincash", 0, 5)
-BCH_TESTNET = CashAddressFormat("bchtest", 111, 196)
-BCH_REGTEST = CashAddressFormat("bchreg", 111, 196)
 
 
 def forkid_sighash(

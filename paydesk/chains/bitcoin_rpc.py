@@ -24,6 +24,8 @@ class RpcError(RuntimeError):
 
 #: Codes of the node's own answers that mean "no such thing", not "something broke".
 NOT_FOUND = (-5, -8)  # RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER
+#: The node has no such call (JSON-RPC's own code).
+METHOD_NOT_FOUND = -32601
 
 
 class BitcoinRpc:

@@ -51,7 +51,7 @@ from paydesk.chains.adapter import (
 )
 from paydesk.chains.electrum_client import ElectrumClient
 from paydesk.chains.models import DepositAddress
-from paydesk.chains.utxo_addresses import UtxoAddressFormat
+from paydesk.chains.utxo_addresses import AddressFormat, address_format_of
 from paydesk.db import Database, utcnow
 from paydesk.invoices.models import Invoice
 from paydesk.invoices.status import FINAL
@@ -187,7 +187,7 @@ class ElectrumUtxoAdapter:
         network: str,
         url: str,
         currency: str,
-        address_format: UtxoAddressFormat,
+        address_format: AddressFormat,
         watch_list: WatchList,
         *,
         genesis_hash: str | None = None,
@@ -243,7 +243,7 @@ class ElectrumUtxoAdapter:
             network.code,
             url,
             network.native,
-            UtxoAddressFormat.of(network),
+            address_format_of(network),
             watch_list,
             genesis_hash=genesis,
             decimals=decimals,

@@ -185,12 +185,12 @@ class KeyRing:
     def for_networks(cls, vault: Vault, networks: Iterable[Network]) -> KeyRing:
         """The key ring of catalogue networks: their key paths, and the address spelling
         of the Bitcoin family's (segwit or legacy as the path's purpose says)."""
-        from paydesk.chains.utxo_addresses import UtxoAddressFormat
+        from paydesk.chains.utxo_addresses import address_format_of
 
         networks = list(networks)
         paths = key_paths(networks)
         encoders = {
-            n.code: UtxoAddressFormat.of(n).from_public_key
+            n.code: address_format_of(n).from_public_key
             for n in networks
             if n.family == "utxo" and n.code in paths and n.p2pkh_version is not None
         }

@@ -136,9 +136,9 @@ def normalize_address(network: Network, address: str) -> str | None:
 
         return normalize_evm_address(address)
     if network.family == "utxo" and network.p2pkh_version is not None:
-        from paydesk.chains.utxo_addresses import UtxoAddressFormat
+        from paydesk.chains.utxo_addresses import address_format_of
 
-        return UtxoAddressFormat.of(network).normalize(address)
+        return address_format_of(network).normalize(address)
     if network.family == "tron":
         from paydesk.chains.tron import normalize_tron_address
 

@@ -22,7 +22,7 @@ from paydesk.chains.adapter import (
     network_coins,
 )
 from paydesk.chains.bitcoin_rpc import NOT_FOUND, BitcoinRpc, RpcError
-from paydesk.chains.utxo_addresses import UtxoAddressFormat
+from paydesk.chains.utxo_addresses import AddressFormat, address_format_of
 
 #: Blocks fetched per batch call (a full block of decoded transactions can be megabytes).
 BLOCK_BATCH = 10
@@ -43,7 +43,7 @@ class UtxoAdapter:
         network: str,
         url: str,
         currency: str,
-        address_format: UtxoAddressFormat,
+        address_format: AddressFormat,
         *,
         node_chain: str | None = None,
         decimals: int = 8,
@@ -69,7 +69,7 @@ class UtxoAdapter:
             network.code,
             url,
             network.native,
-            UtxoAddressFormat.of(network),
+            address_format_of(network),
             node_chain=network.node_chain,
             decimals=decimals,
             **options,

@@ -14,6 +14,7 @@ from bip_utils import (
 )
 
 from paydesk.catalogue.models import Network
+from paydesk.chains.bitcoin_cash import CashAddressFormat
 
 #: Witness programs a native segwit address may carry: P2WPKH, P2WSH, P2TR.
 _PROGRAM_LENGTHS = {0: (20, 32), 1: (32,)}
@@ -22,6 +23,16 @@ _OP_DUP, _OP_HASH160, _OP_EQUALVERIFY, _OP_CHECKSIG, _OP_EQUAL = 0x76, 0xA9, 0x8
 
 class UnsupportedNetwork(ValueError):
     """The network's entry does not say how its addresses are spelled."""
+
+
+def address_format_of(network: Network) -> UtxoAddressFormat | CashAddressFormat:
+    """How a Bitcoin-family network spells addresses: CashAddr where the catalogue gives
+    a `cashaddr_prefix` (Bitcoin Cash), else bech32 and base58."""
+    if network.family == "utxo" and network.cashaddr_prefix and network.p2pkh_version is not None:
+        return CashAddressFormat(
+            network.cashaddr_prefix, network.p2pkh_version, network.p2sh_version
+        )
+    return UtxoAddressFormat.of(network)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +103,7 @@ class UtxoAddressFormat:
         if self.p2sh_version is not None and version == self.p2sh_version:
             return bytes([_OP_HASH160, 20]) + key_hash + bytes([_OP_EQUAL]), address
         raise ValueError("another network's address")
+
+
+#: Either spelling: the watcher and the payout sender take both.
+AddressFormat = UtxoAddressFormat | CashAddressFormat

@@ -1,10 +1,6 @@
 """Payouts on a Bitcoin-family network: coin selection over the hot wallet's outputs, a
-transaction signed by Paydesk (a PSBT signed with keys derived by bip-utils, finalized by
-embit), change to a fresh internal address, replace-by-fee signalled.
-
-The hot wallet's addresses are native segwit (P2WPKH) on a BIP84 key path and P2PKH on a
-BIP44 one (the coins without segwit, such as Dogecoin and Dash): a legacy input signs no
-amount, so its whole previous transaction is fetched and checked before it is signed.
+transaction signed by Paydesk (`utxo_signing`; SIGHASH_FORKID on Bitcoin Cash), change to
+a fresh internal address, replace-by-fee signalled where the chain has it.
 
 The keys never reach the node. The node keeps a watch-only wallet of the hot wallet's
 addresses (m/…/1/0 and the change addresses m/…/1/n), which is how Paydesk lists its
@@ -16,19 +12,15 @@ signed transaction gets the next one, so no change address is ever used twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
 from bip_utils import Bip44Changes
 from bip_utils.bip.bip44_base import Bip44Base
-from embit import ec
-from embit.finalizer import finalize_psbt
-from embit.psbt import PSBT
 from embit.script import Script
-from embit.transaction import Transaction, TransactionInput, TransactionOutput
+from embit.transaction import Transaction, TransactionOutput
 
 from paydesk.catalogue.models import Network, Service
 from paydesk.chains.adapter import (
@@ -44,48 +36,24 @@ from paydesk.chains.adapter import (
     network_coins,
     units_to_amount,
 )
-from paydesk.chains.bitcoin_rpc import NOT_FOUND, BitcoinRpc, RpcError
-from paydesk.chains.utxo_addresses import UtxoAddressFormat
+from paydesk.chains.bitcoin_cash import CashAddressFormat, sign_forkid_transaction
+from paydesk.chains.bitcoin_rpc import METHOD_NOT_FOUND, NOT_FOUND, BitcoinRpc, RpcError
+from paydesk.chains.utxo_addresses import AddressFormat, address_format_of
+from paydesk.chains.utxo_signing import (
+    P2PKH_SHAPE,
+    P2WPKH_SHAPE,
+    Coin,
+    SigningFailed,
+    select_coins,
+    sign_transaction,
+)
 
 #: Blocks a payout should be mined within, by priority (what `estimatesmartfee` is asked).
 CONFIRMATION_TARGETS = {"economy": 24, "recommended": 6, "high": 2, "highest": 1}
-#: nSequence that signals BIP125 replaceability: a stuck payout can be bumped.
-RBF_SEQUENCE = 0xFFFFFFFD
-
-
-@dataclass(frozen=True, slots=True)
-class SpendShape:
-    """Sizes (virtual bytes, rounded up) of what a hot wallet's transaction is made of,
-    and the change too small to be worth an output (Bitcoin Core's dust threshold for the
-    output type at its default relay fee): such change goes to the fee instead."""
-
-    overhead_vbytes: int
-    input_vbytes: int
-    change_vbytes: int
-    dust_units: int
-
-
-#: P2WPKH: an input is outpoint, sequence and a witness of signature and key; the fixed
-#: part carries the segwit marker.
-P2WPKH_SHAPE = SpendShape(overhead_vbytes=11, input_vbytes=68, change_vbytes=31, dust_units=294)
-#: P2PKH: the signature and key sit in the input's script.
-P2PKH_SHAPE = SpendShape(overhead_vbytes=10, input_vbytes=148, change_vbytes=34, dust_units=546)
 #: Answers of `sendrawtransaction` (Bitcoin Core's RPC codes).
 _ALREADY_IN_CHAIN = -27
 _REJECTED = (-25, -26)
 _MISSING_INPUTS = ("missingorspent", "missing-inputs", "txn-mempool-conflict", "missing inputs")
-
-
-@dataclass(frozen=True, slots=True)
-class Coin:
-    """An output the hot wallet can spend."""
-
-    txid: str
-    vout: int
-    units: int
-    address: str
-    #: The raw transaction that created it: needed to sign a legacy (P2PKH) input.
-    previous: bytes | None = None
 
 
 class UtxoPayoutSender:
@@ -97,7 +65,7 @@ class UtxoPayoutSender:
         network: str,
         url: str,
         native: str,
-        address_format: UtxoAddressFormat,
+        address_format: AddressFormat,
         account: Bip44Base,
         *,
         node_chain: str | None = None,
@@ -128,7 +96,7 @@ class UtxoPayoutSender:
         **options: Any,
     ) -> UtxoPayoutSender:  # fmt: skip
         decimals = network_coins(network, services, 8).native_decimals
-        return cls(network.code, url, network.native, UtxoAddressFormat.of(network), account,
+        return cls(network.code, url, network.native, address_format_of(network), account,
                    node_chain=network.node_chain, decimals=decimals, **options)  # fmt: skip
 
     # ------------------------------------------------------------------ keys and wallet
@@ -335,7 +303,13 @@ class UtxoPayoutSender:
     async def _fee_rate(self, target: int) -> Decimal:
         """Coins per 1000 virtual bytes: the node's estimate for `target` blocks, never
         below its relay minimum; the configured fallback where it has no estimate yet."""
-        estimate = await self._call(self.rpc, "estimatesmartfee", target)
+        try:
+            estimate = await self.rpc.call("estimatesmartfee", target)
+        except RpcError as exc:
+            if exc.code != METHOD_NOT_FOUND:
+                raise ChainUnavailable(f"{self.network}: estimatesmartfee: {exc}") from exc
+            # Bitcoin Cash Node dropped it (blocks are rarely full): its one estimate.
+            estimate = {"feerate": await self._call(self.rpc, "estimatefee")}
         rate = estimate.get("feerate")
         network_info = await self._call(self.rpc, "getnetworkinfo")
         relay = Decimal(network_info.get("relayfee", 0))
@@ -347,9 +321,12 @@ class UtxoPayoutSender:
         or change, numbered as the node's wallet knows them)."""
         known = await self._known_change()
         keys = {coin.address: self._key(known[coin.address])[1] for coin in coins}
-        if not self.address_format.witness:
-            coins = await self._with_previous(coins)
         try:
+            if isinstance(self.address_format, CashAddressFormat):
+                # Its signatures commit to the amounts spent: no previous transactions.
+                return sign_forkid_transaction(coins, outputs, keys, self.address_format)
+            if not self.address_format.witness:
+                coins = await self._with_previous(coins)
             return sign_transaction(coins, outputs, keys, self.address_format)
         except SigningFailed as exc:
             raise BroadcastRejected(f"{self.network}: {exc}") from None
@@ -365,96 +342,3 @@ class UtxoPayoutSender:
             Coin(coin.txid, coin.vout, coin.units, coin.address, bytes.fromhex(entry["hex"]))
             for coin, entry in zip(coins, found, strict=True)
         ]
-
-
-class SigningFailed(ValueError):
-    """A transaction could not be fully signed: a key is missing or matches no input."""
-
-
-def sign_transaction(
-    coins: Sequence[Coin],
-    outputs: Sequence[TransactionOutput],
-    keys: Mapping[str, bytes],
-    address_format: UtxoAddressFormat,
-) -> Transaction:
-    """A PSBT spending `coins` to `outputs` (version 2, every input signalling
-    replace-by-fee, no locktime), signed input by input with the private key `keys` holds
-    for the address each coin belongs to, then finalized into the raw transaction. A
-    P2PKH coin must come with its previous transaction, which must hold that output.
-
-    Pure (no node): what Paydesk broadcasts is exactly what this returns, so it can be
-    checked against a consensus implementation on its own."""
-    inputs = [
-        TransactionInput(bytes.fromhex(coin.txid), coin.vout, sequence=RBF_SEQUENCE)
-        for coin in coins
-    ]
-    tx = Transaction(version=2, vin=inputs, vout=list(outputs), locktime=0)
-    psbt = PSBT(tx)
-    for slot, coin in zip(psbt.inputs, coins, strict=True):
-        script = Script(address_format.script_pubkey(coin.address))
-        if script.script_type() == "p2wpkh":
-            slot.witness_utxo = TransactionOutput(coin.units, script)
-        else:
-            slot.non_witness_utxo = _previous_output(coin, script)
-    missing = sorted({coin.address for coin in coins} - set(keys))
-    if missing:
-        raise SigningFailed(f"no key for {', '.join(missing)}")
-    signed = 0
-    # One pass per distinct key: embit signs every input whose script the key matches.
-    for private in {keys[coin.address] for coin in coins}:
-        signed += psbt.sign_with(ec.PrivateKey(private))
-    if signed != len(coins):
-        raise SigningFailed(f"signed {signed} of {len(coins)} inputs")
-    final = finalize_psbt(psbt)
-    if final is None:
-        raise SigningFailed("the transaction could not be finalized")
-    return final
-
-
-def _previous_output(coin: Coin, script: Script) -> Transaction:
-    """The coin's previous transaction, checked: its id is the coin's and its output pays
-    the coin's amount to the coin's script (a node lying about the amount would otherwise
-    make Paydesk sign away the difference as fee)."""
-    if coin.previous is None:
-        raise SigningFailed(f"{coin.txid}:{coin.vout} is a legacy input without its transaction")
-    previous = Transaction.parse(coin.previous)
-    if previous.txid().hex() != coin.txid or coin.vout >= len(previous.vout):
-        raise SigningFailed(f"the transaction given for {coin.txid}:{coin.vout} is another one")
-    output = previous.vout[coin.vout]
-    if output.value != coin.units or output.script_pubkey.data != script.data:
-        raise SigningFailed(f"{coin.txid}:{coin.vout} holds another amount or script")
-    return previous
-
-
-def select_coins(
-    coins: list[Coin],
-    units: int,
-    script_length: int,
-    fee_per_kvb: Decimal,
-    decimals: int,
-    shape: SpendShape = P2WPKH_SHAPE,
-) -> tuple[list[Coin] | None, int, int]:
-    """Coins taken in the order given (the sender sorts them largest first) until the
-    amount and the fee of the inputs so far are covered; the change output is dropped (its
-    value added to the fee) when it would be dust. Returns (chosen or None, fee, change),
-    in units; `fee_per_kvb` is in coins per 1000 virtual bytes."""
-    per_vbyte = fee_per_kvb.scaleb(decimals) / Decimal(1000)
-    payee_vbytes = 9 + script_length
-    change_vbytes = shape.change_vbytes
-    chosen: list[Coin] = []
-    total = 0
-    for coin in coins:
-        chosen.append(coin)
-        total += coin.units
-        vbytes = shape.overhead_vbytes + shape.input_vbytes * len(chosen) + payee_vbytes
-        fee_without_change = int((per_vbyte * vbytes).to_integral_value(rounding="ROUND_CEILING"))
-        fee_with_change = int(
-            (per_vbyte * (vbytes + change_vbytes)).to_integral_value(rounding="ROUND_CEILING")
-        )
-        if total < units + fee_without_change:
-            continue
-        change = total - units - fee_with_change
-        if change >= shape.dust_units:
-            return chosen, fee_with_change, change
-        return chosen, total - units, 0
-    return None, 0, 0

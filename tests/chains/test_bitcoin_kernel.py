@@ -29,7 +29,7 @@ from embit.script import Script, Witness
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
 from paydesk.chains.utxo_addresses import UtxoAddressFormat
-from paydesk.chains.utxo_sender import (
+from paydesk.chains.utxo_signing import (
     RBF_SEQUENCE,
     Coin,
     SigningFailed,

@@ -10,11 +10,13 @@ from bip_utils import Bip44Changes
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from paydesk.chains.keys import BadXpub, KeyRing, XpubDeriver, watch_only_account
+from paydesk.chains.keys import BadXpub, KeyPathChanged, KeyRing, XpubDeriver, watch_only_account
 from paydesk.chains.models import DepositAddress, MasterSeed
+from paydesk.context import build_context
 from paydesk.db import utcnow
 from paydesk.invoices.schemas import InvoiceDraft
 from paydesk.merchants.service import create_merchant
+from tests.conftest import make_settings
 from tests.keyring import key_ring
 
 TEST_MNEMONIC = "abandon " * 11 + "about"
@@ -32,6 +34,10 @@ def test_published_vectors():
     assert keys.deriver("ltc").derive(0) == "ltc1qjmxnz78nmc8nq77wuxh25n2es7rzm5c2rkk4wh"
     assert keys.deriver("eth").derive(0) == "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
     assert keys.deriver("tron").derive(0) == "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH"
+    # BIP44 coins without segwit: P2PKH, and CashAddr for Bitcoin Cash (m/44'/145'/…).
+    assert keys.deriver("bch").derive(0) == "bitcoincash:qqyx49mu0kkn9ftfj6hje6g2wfer34yfnq5tahq3q6"
+    assert keys.deriver("doge").derive(0) == "DBus3bamQjgJULBJtYXpEzDWQRwF5iwxgC"
+    assert keys.deriver("dash").derive(0) == "XoJA8qE3N2Y3jMLEtZ3vcN42qseZ8LvFf5"
 
 
 def test_evm_networks_never_share_an_address():
@@ -139,3 +145,36 @@ async def test_watch_only_merchant_gets_addresses_of_its_own_wallet(context, mer
     )
     assert back["address"] == context.addresses.keys.deriver("eth").derive(1)
     assert uuid.UUID(back["uuid"])
+
+
+async def test_a_changed_key_path_is_refused_once_addresses_exist(
+    context, merchant, database, tmp_path
+):
+    """Moving eth to another account after an invoice got an address would lose the keys
+    of every address handed out (and move the hot wallet): the next start refuses it."""
+    draft = InvoiceDraft(amount=Decimal(1), currency="ETH", order_id="k1", network="eth")
+    async with context.db.transaction() as session:
+        invoice = (await context.invoices.create(session, merchant.merchant_id, draft)).invoice
+    override = tmp_path / "moved.toml"
+    override.write_text("[networks.eth]\nkey_path = \"m/44'/60'/7'\"\n")
+    moved = build_context(
+        make_settings(
+            database.url,
+            tmp_path,
+            networks=["devnet", "eth"],
+            catalogue_file=override,
+            chain_nodes={"eth": "http://127.0.0.1:9"},
+        )
+    )
+    try:
+        with pytest.raises(KeyPathChanged, match=r"m/44'/60'/7'/0/<index>"):
+            async with moved.db.transaction() as session:
+                await moved.addresses.keys.load(session)
+        assert not moved.addresses.keys.loaded
+    finally:
+        await moved.close()
+    # Put back, it loads, and derives the same address.
+    again = KeyRing(context.vault, context.addresses.keys.paths)
+    async with context.db.transaction() as session:
+        await again.load(session)
+    assert again.deriver("eth").derive(0) == invoice.address
