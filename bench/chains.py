@@ -13,7 +13,9 @@ Each figure is printed beside a bare ceiling measured in the same run, and their
     private; the faster is the ceiling) and address encoding on the same account node;
 (c) the watcher: `Watcher.step()` from block 0 of a fresh anvil chain (empty blocks, native
     and ERC-20 transfers, a few paying invoices) to its tip, against the same blocks fetched
-    by `EvmAdapter.blocks` alone (no database).
+    by `EvmAdapter.blocks` alone (no database);
+(d) the same on Litecoin Core in regtest (`--blocks`/4 blocks of wallet payments, decoded
+    with `getblock` verbosity 2), against `UtxoAdapter.blocks` alone.
 
 PostgreSQL (127.0.0.1:5432, user postgres) gets a throwaway database `paydesk_bench_chains`;
 `--sqlite` uses a temporary file instead. Everything is dropped at the end.
@@ -58,8 +60,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import PG, log, sql  # noqa: E402
 from paydesk.catalogue.models import Network  # noqa: E402
-from paydesk.chains.adapter import NATIVE_VALUE_INDEX, Block, BlockHeader, Transfer  # noqa: E402
-from paydesk.chains.evm import EvmAdapter  # noqa: E402
+from paydesk.catalogue.service import load_catalogue  # noqa: E402
+from paydesk.chains.adapter import (  # noqa: E402
+    NATIVE_VALUE_INDEX,
+    Block,
+    BlockHeader,
+    ChainAdapter,
+    Transfer,
+)
 from paydesk.chains.keys import KeyRing  # noqa: E402
 from paydesk.chains.models import ChainBlock, ChainCursor, DepositAddress  # noqa: E402
 from paydesk.chains.registry import build_adapter  # noqa: E402
@@ -185,11 +193,13 @@ def database(use_sqlite: bool, work: Path, name: str) -> Iterator[Db]:
         sql(drop, database="postgres")
 
 
-def settings(db: Db, work: Path, node: str = NO_NODE, catalogue: Path | None = None) -> Settings:
+def settings(
+    db: Db, work: Path, node: str = NO_NODE, catalogue: Path | None = None, code: str = NETWORK
+) -> Settings:
     return Settings(
         database_url=db.url,
-        networks=[NETWORK],
-        chain_nodes={NETWORK: node},
+        networks=[code],
+        chain_nodes={code: node},
         catalogue_file=catalogue,
         master_key=generate_master_key(),
         data_dir=work / "data",
@@ -204,8 +214,11 @@ def random_addresses(count: int) -> list[str]:
     return ["0x" + raw[i : i + 40] for i in range(0, 40 * count, 40)]
 
 
-def insert_watched(db: Db, addresses: list[str], first_index: int, bar: Progress) -> float:
-    """Assigned master-key rows for `addresses` (COPY / executemany); seconds taken."""
+def insert_watched(
+    db: Db, addresses: list[str], first_index: int, bar: Progress, network: str = NETWORK
+) -> float:
+    """Assigned rows for `addresses` (COPY / executemany); seconds taken. Their key owner
+    is made up: they are watched like any address, but derive from no key Paydesk has."""
     task = bar.add_task(f"inserting {len(addresses):,} watched addresses", total=len(addresses))
     started = time.perf_counter()
     if db.path is not None:
@@ -218,9 +231,9 @@ def insert_watched(db: Db, addresses: list[str], first_index: int, bar: Progress
                     connection.executemany(
                         "INSERT INTO deposit_addresses (network, address, derivation_index,"
                         " key_owner, purpose, assigned_at, created_at)"
-                        " VALUES (?, ?, ?, '', 'invoice', ?, ?)",
+                        " VALUES (?, ?, ?, 'filler', 'invoice', ?, ?)",
                         [
-                            (NETWORK, address, first_index + offset + i, stamp, stamp)
+                            (network, address, first_index + offset + i, stamp, stamp)
                             for i, address in enumerate(chunk)
                         ],
                     )
@@ -229,13 +242,14 @@ def insert_watched(db: Db, addresses: list[str], first_index: int, bar: Progress
         finally:
             connection.close()
     else:
-        asyncio.run(_copy_watched(addresses, first_index, lambda n: bar.advance(task, n)))
+        advance = lambda n: bar.advance(task, n)  # noqa: E731
+        asyncio.run(_copy_watched(addresses, first_index, network, advance))
     bar.remove_task(task)
     return time.perf_counter() - started
 
 
 async def _copy_watched(
-    addresses: list[str], first_index: int, advance: Callable[[int], None]
+    addresses: list[str], first_index: int, network: str, advance: Callable[[int], None]
 ) -> None:
     connection = await asyncpg.connect(database=DATABASE, **PG)
     now = datetime.now(UTC)
@@ -248,7 +262,7 @@ async def _copy_watched(
                 "deposit_addresses",
                 columns=columns,
                 records=[
-                    (NETWORK, address, first_index + offset + i, "", "invoice", now, now)
+                    (network, address, first_index + offset + i, "filler", "invoice", now, now)
                     for i, address in enumerate(chunk)
                 ],
             )
@@ -417,7 +431,9 @@ ENCODERS: dict[str, Callable[[Any], str]] = {
 
 
 def bench_derivation(args: argparse.Namespace, work: Path) -> Section:
-    keys = KeyRing(vault=None)  # type: ignore[arg-type]  # the mnemonic is given, not stored
+    # The mnemonic is given, not stored: no vault.
+    networks = load_catalogue(list(DERIVE_NETWORKS)).networks
+    keys = KeyRing.for_networks(None, networks)  # type: ignore[arg-type]
     keys.use_mnemonic(MNEMONIC)
     times: dict[str, list[float]] = {}
     with progress() as bar:
@@ -649,14 +665,13 @@ def build_chain(
     return counts
 
 
-async def _watch(config: Settings, tip: int) -> dict[str, Any]:
+async def _watch(config: Settings, tip: int, code: str = NETWORK) -> dict[str, Any]:
     """After an untimed warm-up pass: the adapter alone, the watcher from block 0 to the
     tip, the adapter alone again."""
     context = build_context(config)
-    network = context.catalogue.network(NETWORK)
+    network = context.catalogue.network(code)
     assert network is not None
     adapter = build_adapter(network, context.catalogue, config, context.db)
-    assert isinstance(adapter, EvmAdapter)
     result: dict[str, Any] = {"adapter": []}
     try:
         with progress() as bar:
@@ -666,7 +681,7 @@ async def _watch(config: Settings, tip: int) -> dict[str, Any]:
             result["watcher"], result["watcher_node"] = watched
             result["adapter"].append(await _adapter_only(adapter, tip, bar))
         async with context.db.reader() as session:
-            deposits = select(Deposit.status).where(Deposit.network == NETWORK)
+            deposits = select(Deposit.status).where(Deposit.network == code)
             statuses = Counter(await session.scalars(deposits))
             paid = Counter(await session.scalars(select(Invoice.status)))
         result["deposits"] = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
@@ -677,8 +692,8 @@ async def _watch(config: Settings, tip: int) -> dict[str, Any]:
     return result
 
 
-async def _adapter_only(adapter: EvmAdapter, tip: int, bar: Progress) -> float:
-    task = bar.add_task("EvmAdapter.blocks alone", total=tip)
+async def _adapter_only(adapter: ChainAdapter, tip: int, bar: Progress) -> float:
+    task = bar.add_task(f"{type(adapter).__name__}.blocks alone", total=tip)
     started = time.perf_counter()
     for first in range(1, tip + 1, BATCH_BLOCKS):
         last = min(first + BATCH_BLOCKS - 1, tip)
@@ -691,14 +706,16 @@ async def _adapter_only(adapter: EvmAdapter, tip: int, bar: Progress) -> float:
 
 
 async def _watcher_run(
-    context: Context, network: Network, adapter: EvmAdapter, tip: int, bar: Progress
+    context: Context, network: Network, adapter: ChainAdapter, tip: int, bar: Progress
 ) -> tuple[float, float]:
     """Seed the cursor at block 0 (a fresh watcher would start near the tip), then step
     to the tip; (seconds, of which in node reads)."""
     [genesis] = await adapter.headers(0, 0)
     async with context.db.transaction() as session:
-        session.add(ChainCursor(network=NETWORK, height=0, hash=genesis.hash, updated_at=utcnow()))
-        session.add(ChainBlock(network=NETWORK, height=0, hash=genesis.hash,
+        session.add(
+            ChainCursor(network=network.code, height=0, hash=genesis.hash, updated_at=utcnow())
+        )
+        session.add(ChainBlock(network=network.code, height=0, hash=genesis.hash,
                                parent_hash=genesis.parent_hash))  # fmt: skip
     timed = NodeTimer(adapter)
     watcher = Watcher(context, network, timed, batch_blocks=BATCH_BLOCKS)
@@ -720,7 +737,7 @@ async def _watcher_run(
 class NodeTimer:
     """The adapter as the watcher sees it, adding up the time spent in node reads."""
 
-    def __init__(self, adapter: EvmAdapter) -> None:
+    def __init__(self, adapter: ChainAdapter) -> None:
         self.adapter = adapter
         self.network = adapter.network
         self.seconds = 0.0
@@ -754,11 +771,100 @@ class NodeTimer:
         await self.adapter.close()
 
 
+# --------------------------------------------------------------------------- (d) utxo
+def bench_utxo_watcher(args: argparse.Namespace, work: Path) -> Section | None:
+    """The Bitcoin-family watcher on Litecoin Core in regtest: blocks of wallet payments
+    (each a decoded transaction with its inputs and outputs), some paying invoices."""
+    if shutil.which("litecoind") is None:
+        log("\n(d) skipped: litecoind is not installed (scripts/test installs it)")
+        return None
+    from tests.litecoin import REGTEST_CATALOGUE, litecoind
+
+    blocks = max(100, args.blocks // 4)
+    with litecoind(work / "litecoind") as node, database(args.sqlite, work, "utxo") as db:
+        catalogue = work / "ltc.toml"
+        catalogue.write_text(REGTEST_CATALOGUE)
+        with progress() as bar:
+            insert_watched(db, random_addresses(WATCHER_FILLER), 10**9, bar, "ltc")
+        config = settings(db, work, node.url, catalogue, "ltc")
+        invoices = asyncio.run(_create_ltc_invoices(config))
+        with progress() as bar:
+            sent = build_utxo_chain(node, invoices, blocks, bar)
+        tip = int(node.rpc("getblockcount"))
+        result = asyncio.run(_watch(config, tip, "ltc"))
+
+    section = Section(
+        f"(d) watcher on litecoind regtest, {db.kind}: blocks 1..{tip} (101 coinbase-only, "
+        f"{blocks} with {sent} wallet payments, {len(invoices)} paying invoices; "
+        f"{WATCHER_FILLER:,} more watched addresses), batches of {BATCH_BLOCKS}"
+    )
+    watcher = section.add(
+        "paydesk Watcher.step() loop",
+        tip / result["watcher"],
+        "blocks/s",
+        f"{result['watcher']:.2f} s, of which node reads {result['watcher_node']:.2f} s; "
+        f"deposits {result['deposits']}",
+    )
+    ceiling = section.add(
+        "ceiling: UtxoAdapter.blocks alone, no DB",
+        tip / min(result["adapter"]),
+        "blocks/s",
+        "best of " + ", ".join(f"{s:.2f} s" for s in result["adapter"]),
+    )
+    section.ratios["watcher/adapter-only"] = watcher.rate / ceiling.rate
+    return section
+
+
+async def _create_ltc_invoices(config: Settings) -> list[tuple[str, Decimal]]:
+    context = build_context(config)
+    invoices = []
+    try:
+        async with context.db.transaction() as session:
+            shop = await create_merchant(session, context.vault, name="Bench", email="b@bench.test")
+        for number in range(USDT_INVOICES + ETH_INVOICES):
+            amount = Decimal("0.5")
+            draft = InvoiceDraft(
+                amount=amount, currency="LTC", order_id=f"utxo-{number}", network="ltc"
+            )
+            async with context.db.transaction() as session:
+                created = await context.invoices.create(session, shop.merchant_id, draft)
+            assert created.invoice.address is not None
+            invoices.append((created.invoice.address, amount))
+    finally:
+        await context.close()
+    return invoices
+
+
+def build_utxo_chain(
+    node: Any, invoices: list[tuple[str, Decimal]], blocks: int, bar: Progress
+) -> int:
+    """Mine `blocks` blocks of 1-8 payments to the node's own fresh addresses; each
+    invoice is paid in one of them (not in the last confirmations' worth)."""
+    rng = random.Random(1)
+    task = bar.add_task(f"mining {blocks:,} blocks on litecoind", total=blocks)
+    pay_at = dict(zip(rng.sample(range(blocks - 10), len(invoices)), invoices, strict=True))
+    sent = 0
+    for number in range(blocks):
+        for _ in range(rng.randint(1, 8)):
+            amount = Decimal(rng.randrange(1, 10**5)).scaleb(-6)
+            node.send(node.rpc("getnewaddress"), amount)
+            sent += 1
+        payment = pay_at.get(number)
+        if payment is not None:
+            node.send(*payment)
+            sent += 1
+        node.mine(1)
+        bar.advance(task)
+    bar.remove_task(task)
+    return sent
+
+
 # --------------------------------------------------------------------------- main
 BENCHMARKS: dict[str, Callable[[argparse.Namespace, Path], Section | None]] = {
     "a": bench_matching,
     "b": bench_derivation,
     "c": bench_watcher,
+    "d": bench_utxo_watcher,
 }
 
 
