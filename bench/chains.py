@@ -558,12 +558,18 @@ def bench_watcher(args: argparse.Namespace, work: Path) -> Section | None:
         tip = anvil.block_number()
         result = asyncio.run(_watch(config, tip))
 
-    section = Section(
+    title = (
         f"(c) watcher on anvil, {db.kind}: blocks 1..{tip} ({sent['empty']} empty, "
         f"{sent['native']} native and {sent['token']} ERC-20 transfers, "
         f"{len(invoices)} paying invoices; {WATCHER_FILLER:,} more watched addresses), "
         f"batches of {BATCH_BLOCKS}"
     )
+    return watcher_section(title, tip, result, "EvmAdapter")
+
+
+def watcher_section(title: str, tip: int, result: dict[str, Any], adapter: str) -> Section:
+    """The watcher's blocks per second against its adapter's alone (see `_watch`)."""
+    section = Section(title)
     watcher = section.add(
         "paydesk Watcher.step() loop",
         tip / result["watcher"],
@@ -572,7 +578,7 @@ def bench_watcher(args: argparse.Namespace, work: Path) -> Section | None:
         f"deposits {result['deposits']}",
     )
     ceiling = section.add(
-        "ceiling: EvmAdapter.blocks alone, no DB",
+        f"ceiling: {adapter}.blocks alone, no DB",
         tip / min(result["adapter"]),
         "blocks/s",
         "best of " + ", ".join(f"{s:.2f} s" for s in result["adapter"]),
@@ -793,26 +799,12 @@ def bench_utxo_watcher(args: argparse.Namespace, work: Path) -> Section | None:
         tip = int(node.rpc("getblockcount"))
         result = asyncio.run(_watch(config, tip, "ltc"))
 
-    section = Section(
+    title = (
         f"(d) watcher on litecoind regtest, {db.kind}: blocks 1..{tip} (101 coinbase-only, "
         f"{blocks} with {sent} wallet payments, {len(invoices)} paying invoices; "
         f"{WATCHER_FILLER:,} more watched addresses), batches of {BATCH_BLOCKS}"
     )
-    watcher = section.add(
-        "paydesk Watcher.step() loop",
-        tip / result["watcher"],
-        "blocks/s",
-        f"{result['watcher']:.2f} s, of which node reads {result['watcher_node']:.2f} s; "
-        f"deposits {result['deposits']}",
-    )
-    ceiling = section.add(
-        "ceiling: UtxoAdapter.blocks alone, no DB",
-        tip / min(result["adapter"]),
-        "blocks/s",
-        "best of " + ", ".join(f"{s:.2f} s" for s in result["adapter"]),
-    )
-    section.ratios["watcher/adapter-only"] = watcher.rate / ceiling.rate
-    return section
+    return watcher_section(title, tip, result, "UtxoAdapter")
 
 
 async def _create_ltc_invoices(config: Settings) -> list[tuple[str, Decimal]]:

@@ -1,10 +1,6 @@
-"""Bitcoin Cash: CashAddr addresses and transactions signed as the chain requires since its
-fork from Bitcoin (the BIP143 digest with SIGHASH_FORKID, no segwit, no replace-by-fee).
-
-Bitcoin Cash spells addresses in CashAddr (`bitcoincash:q…`), a base32 format with a
-40-bit BCH-code checksum over the network prefix, so an address of one network cannot pass
-for another's even when the prefix is left out. Legacy base58 addresses still pay the same
-scripts: Paydesk accepts them and spells them back in CashAddr.
+"""Bitcoin Cash transactions, signed as the chain requires since its fork from Bitcoin
+(the BIP143 digest with SIGHASH_FORKID, no segwit, no replace-by-fee). Its addresses
+(CashAddr) are spelled by `utxo_addresses.CashAddressFormat`.
 
 Every signature commits to the value of the output it spends and carries the fork id bit
 (0x40) in its sighash type, which makes it invalid on Bitcoin (replay protection). The
@@ -15,20 +11,13 @@ carry `<signature> <compressed public key>` in their scriptSig.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-from bip_utils import (
-    Base58Decoder,
-    BchP2PKHAddrDecoder,
-    BchP2PKHAddrEncoder,
-    BchP2SHAddrDecoder,
-)
-from bip_utils.bech32 import BchBech32Encoder
 from embit import compact, ec
 from embit.hashes import double_sha256, hash160
 from embit.script import Script
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
+from paydesk.chains.utxo_addresses import CashAddressFormat, p2pkh_script
 from paydesk.chains.utxo_signing import Coin, SigningFailed
 
 #: Bitcoin Cash has no replace-by-fee: every input is final (a stuck payout waits for its
@@ -44,108 +33,6 @@ SIGHASH_UTXOS = 0x20
 SIGHASH_FORKID = 0x40
 SIGHASH_ANYONECANPAY = 0x80
 SIGHASH_ALL_FORKID = SIGHASH_ALL | SIGHASH_FORKID
-
-#: CashAddr version bytes of a 160-bit hash: P2PKH and P2SH (the only kinds Paydesk pays).
-_CASH_P2PKH, _CASH_P2SH = b"\x00", b"\x08"
-_OP_DUP, _OP_HASH160, _OP_EQUALVERIFY, _OP_CHECKSIG, _OP_EQUAL = 0x76, 0xA9, 0x88, 0xAC, 0x87
-_MAX_ADDRESS_LENGTH = 100
-
-
-def _p2pkh_script(key_hash: bytes) -> bytes:
-    return bytes([_OP_DUP, _OP_HASH160, 20]) + key_hash + bytes([_OP_EQUALVERIFY, _OP_CHECKSIG])
-
-
-def _p2sh_script(script_hash: bytes) -> bytes:
-    return bytes([_OP_HASH160, 20]) + script_hash + bytes([_OP_EQUAL])
-
-
-@dataclass(frozen=True, slots=True)
-class CashAddressFormat:
-    """The addresses of one Bitcoin Cash network: its CashAddr prefix and the base58
-    versions its legacy addresses were written with. Same contract as
-    `UtxoAddressFormat`, so the payment and payout code can take either."""
-
-    prefix: str
-    p2pkh_version: int
-    p2sh_version: int | None
-
-    @property
-    def segwit(self) -> bool:
-        """Bitcoin Cash never adopted segwit."""
-        return False
-
-    #: Paydesk's own addresses are P2PKH, and there is no bech32 spelling.
-    witness = False
-    bech32_hrp = None
-
-    def from_public_key(self, public_key: bytes) -> str:
-        """The CashAddr P2PKH address of a key (of its compressed form, which is the one
-        the signer puts in scriptSigs)."""
-        return BchP2PKHAddrEncoder.EncodeKey(public_key, hrp=self.prefix, net_ver=_CASH_P2PKH)
-
-    def normalize(self, address: str) -> str | None:
-        """The canonical spelling (lower-case CashAddr with its prefix) of a valid address
-        of this network, given in CashAddr with or without its prefix, in one case, or as
-        a legacy base58 address; None for anything else."""
-        try:
-            return self._script_and_spelling(address.strip())[1]
-        except ValueError:
-            return None
-
-    def script_pubkey(self, address: str) -> bytes:
-        """The output script paying `address` (ValueError for an invalid one)."""
-        return self._script_and_spelling(address.strip())[0]
-
-    def _script_and_spelling(self, address: str) -> tuple[bytes, str]:
-        if not address or len(address) > _MAX_ADDRESS_LENGTH:
-            raise ValueError("not an address")
-        try:
-            return self._cashaddr(address)
-        except ValueError as exc:
-            if ":" in address:
-                raise
-            cashaddr_error = exc
-        try:
-            return self._legacy(address)
-        except ValueError:
-            raise cashaddr_error from None
-
-    def _cashaddr(self, address: str) -> tuple[bytes, str]:
-        # The spec accepts all lower or all upper case (QR codes) and nothing in between.
-        if address != address.lower() and address != address.upper():
-            raise ValueError("mixed case")
-        spelled = address.lower()
-        if ":" not in spelled:
-            spelled = f"{self.prefix}:{spelled}"
-        elif spelled.rpartition(":")[0] != self.prefix:
-            raise ValueError("another network's prefix")
-        try:
-            key_hash = BchP2PKHAddrDecoder.DecodeAddr(spelled, hrp=self.prefix,
-                                                      net_ver=_CASH_P2PKH)  # fmt: skip
-            return _p2pkh_script(key_hash), spelled
-        except Exception as p2pkh_error:  # bip-utils raises several types for bad input
-            try:
-                script_hash = BchP2SHAddrDecoder.DecodeAddr(spelled, hrp=self.prefix,
-                                                            net_ver=_CASH_P2SH)  # fmt: skip
-            except Exception:
-                raise ValueError(str(p2pkh_error)) from None
-            return _p2sh_script(script_hash), spelled
-
-    def _legacy(self, address: str) -> tuple[bytes, str]:
-        try:
-            payload = Base58Decoder.CheckDecode(address)
-        except Exception as exc:
-            raise ValueError(str(exc)) from None
-        if len(payload) != 21:
-            raise ValueError("not a base58 address")
-        version, digest = payload[0], payload[1:]
-        if version == self.p2pkh_version:
-            return _p2pkh_script(digest), BchBech32Encoder.Encode(self.prefix, _CASH_P2PKH, digest)
-        if self.p2sh_version is not None and version == self.p2sh_version:
-            return _p2sh_script(digest), BchBech32Encoder.Encode(self.prefix, _CASH_P2SH, digest)
-        raise ValueError("another network's address")
-
-
 
 
 def forkid_sighash(
@@ -255,7 +142,7 @@ def sign_forkid_transaction(
         except ec.ECError as exc:
             raise SigningFailed(f"the key for {coin.address} is not a private key: {exc}") from None
         public = private.get_public_key().sec()
-        if script != _p2pkh_script(hash160(public)):
+        if script != p2pkh_script(hash160(public)):
             raise SigningFailed(f"the key given for {coin.address} is not its key")
         signers.append((script, private, public))
     inputs = [

@@ -36,9 +36,9 @@ from paydesk.chains.adapter import (
     network_coins,
     units_to_amount,
 )
-from paydesk.chains.bitcoin_cash import CashAddressFormat, sign_forkid_transaction
+from paydesk.chains.bitcoin_cash import sign_forkid_transaction
 from paydesk.chains.bitcoin_rpc import METHOD_NOT_FOUND, NOT_FOUND, BitcoinRpc, RpcError
-from paydesk.chains.utxo_addresses import AddressFormat, address_format_of
+from paydesk.chains.utxo_addresses import AddressFormat, CashAddressFormat, address_format_of
 from paydesk.chains.utxo_signing import (
     P2PKH_SHAPE,
     P2WPKH_SHAPE,

@@ -21,12 +21,11 @@ from paydesk.catalogue.service import load_catalogue
 from paydesk.chains.bitcoin_cash import (
     FINAL_SEQUENCE,
     SIGHASH_ALL_FORKID,
-    CashAddressFormat,
     _bip143_digest,
     forkid_sighash,
     sign_forkid_transaction,
 )
-from paydesk.chains.utxo_addresses import address_format_of
+from paydesk.chains.utxo_addresses import CashAddressFormat, address_format_of
 from paydesk.chains.utxo_sender import UtxoPayoutSender
 from paydesk.chains.utxo_signing import Coin, SigningFailed
 from tests.keyring import key_ring
