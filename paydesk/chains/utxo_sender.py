@@ -12,7 +12,7 @@ signed transaction gets the next one, so no change address is ever used twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -213,7 +213,7 @@ class UtxoPayoutSender:
         change_index = nonce if nonce is not None and nonce > 0 else await self.next_nonce()
         assert change_index is not None
         change_address, _ = self._key(change_index)
-        fee_per_kvb = await self._fee_rate(target)
+        fee_per_kvb = await self.fee_rate(target)
         coins = sorted(await self._coins(), key=lambda coin: coin.units, reverse=True)
         shape = P2WPKH_SHAPE if self.address_format.witness else P2PKH_SHAPE
         chosen, fee, change = select_coins(
@@ -300,7 +300,7 @@ class UtxoPayoutSender:
                               entry["address"]))  # fmt: skip
         return coins
 
-    async def _fee_rate(self, target: int) -> Decimal:
+    async def fee_rate(self, target: int) -> Decimal:
         """Coins per 1000 virtual bytes: the node's estimate for `target` blocks, never
         below its relay minimum; the configured fallback where it has no estimate yet."""
         try:
@@ -321,24 +321,47 @@ class UtxoPayoutSender:
         or change, numbered as the node's wallet knows them)."""
         known = await self._known_change()
         keys = {coin.address: self._key(known[coin.address])[1] for coin in coins}
+        return await self.sign_coins(coins, outputs, keys)
+
+    async def sign_coins(
+        self,
+        coins: list[Coin],
+        outputs: list[TransactionOutput],
+        keys: Mapping[str, bytes],
+        *,
+        block_hashes: Mapping[str, str] | None = None,
+    ) -> Transaction:
+        """`coins` spent to `outputs` as this chain signs: SIGHASH_FORKID on Bitcoin Cash,
+        else a PSBT, with each legacy input's previous transaction fetched first — from
+        the wallet (the hot wallet's own coins), or by the block `block_hashes` gives for
+        its txid (a deposit's, which the wallet does not hold). BroadcastRejected when it
+        cannot be signed."""
         try:
             if isinstance(self.address_format, CashAddressFormat):
                 # Its signatures commit to the amounts spent: no previous transactions.
                 return sign_forkid_transaction(coins, outputs, keys, self.address_format)
             if not self.address_format.witness:
-                coins = await self._with_previous(coins)
+                coins = await self._with_previous(coins, block_hashes)
             return sign_transaction(coins, outputs, keys, self.address_format)
         except SigningFailed as exc:
             raise BroadcastRejected(f"{self.network}: {exc}") from None
 
-    async def _with_previous(self, coins: list[Coin]) -> list[Coin]:
-        """The coins with the transactions that made them (from the wallet, one batch)."""
-        calls = [("gettransaction", [coin.txid, True]) for coin in coins]
+    async def _with_previous(
+        self, coins: list[Coin], block_hashes: Mapping[str, str] | None
+    ) -> list[Coin]:
+        """The coins with the transactions that made them (one batch)."""
+        if block_hashes is None:
+            rpc, method = self.wallet_rpc, "gettransaction"
+            calls = [(method, [coin.txid, True]) for coin in coins]
+        else:
+            rpc, method = self.rpc, "getrawtransaction"
+            calls = [(method, [coin.txid, False, block_hashes[coin.txid]]) for coin in coins]
         try:
-            found = await self.wallet_rpc.batch(calls)
+            found = await rpc.batch(calls)
         except RpcError as exc:
-            raise ChainUnavailable(f"{self.network}: gettransaction: {exc}") from exc
+            raise ChainUnavailable(f"{self.network}: {method}: {exc}") from exc
         return [
-            Coin(coin.txid, coin.vout, coin.units, coin.address, bytes.fromhex(entry["hex"]))
+            Coin(coin.txid, coin.vout, coin.units, coin.address,
+                 bytes.fromhex(entry["hex"] if isinstance(entry, dict) else entry))
             for coin, entry in zip(coins, found, strict=True)
-        ]
+        ]  # fmt: skip

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING
 
 from embit import ec
@@ -118,6 +118,25 @@ def _previous_output(coin: Coin, script: Script) -> Transaction:
     return previous
 
 
+def fee_units(
+    shape: SpendShape,
+    inputs: int,
+    script_length: int,
+    fee_per_kvb: Decimal,
+    decimals: int,
+    *,
+    change: bool = False,
+) -> int:
+    """The fee, in units rounded up, of spending `inputs` coins to one payee whose output
+    script is `script_length` bytes long (and a change output); `fee_per_kvb` is in coins
+    per 1000 virtual bytes."""
+    vbytes = shape.overhead_vbytes + shape.input_vbytes * inputs + 9 + script_length
+    if change:
+        vbytes += shape.change_vbytes
+    per_vbyte = fee_per_kvb.scaleb(decimals) / Decimal(1000)
+    return int((per_vbyte * vbytes).to_integral_value(rounding=ROUND_CEILING))
+
+
 def select_coins(
     coins: list[Coin],
     units: int,
@@ -130,21 +149,17 @@ def select_coins(
     amount and the fee of the inputs so far are covered; the change output is dropped (its
     value added to the fee) when it would be dust. Returns (chosen or None, fee, change),
     in units; `fee_per_kvb` is in coins per 1000 virtual bytes."""
-    per_vbyte = fee_per_kvb.scaleb(decimals) / Decimal(1000)
-    payee_vbytes = 9 + script_length
-    change_vbytes = shape.change_vbytes
     chosen: list[Coin] = []
     total = 0
     for coin in coins:
         chosen.append(coin)
         total += coin.units
-        vbytes = shape.overhead_vbytes + shape.input_vbytes * len(chosen) + payee_vbytes
-        fee_without_change = int((per_vbyte * vbytes).to_integral_value(rounding="ROUND_CEILING"))
-        fee_with_change = int(
-            (per_vbyte * (vbytes + change_vbytes)).to_integral_value(rounding="ROUND_CEILING")
-        )
+        fee_without_change = fee_units(shape, len(chosen), script_length, fee_per_kvb, decimals)
         if total < units + fee_without_change:
             continue
+        fee_with_change = fee_units(
+            shape, len(chosen), script_length, fee_per_kvb, decimals, change=True
+        )
         change = total - units - fee_with_change
         if change >= shape.dust_units:
             return chosen, fee_with_change, change

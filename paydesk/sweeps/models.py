@@ -73,6 +73,10 @@ class Sweep(Base):
     block_height: Mapped[int | None] = mapped_column(BigInteger)
     #: Network fees the transfers from the deposit address cost (a reverted one too).
     transfer_fee: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))
+    #: The stored transfer's fee where signing fixes it (the Bitcoin family: its inputs
+    #: minus its outputs, which the node reports only for its wallet's own spends);
+    #: None where the chain tells it once mined (gas, energy).
+    signed_fee: Mapped[Decimal | None] = mapped_column(Amount)
 
     #: Transactions signed for this job (top-ups and transfers).
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -32,8 +32,10 @@ from paydesk.money import MONEY
 from paydesk.rates.service import RatesService
 from paydesk.sweeps.models import OPEN_STAGES, Sweep, SweepTopUp
 
-#: Network families whose deposit addresses are swept (token balances, one address each).
-SWEPT_FAMILIES = frozenset({"evm", "tron"})
+#: Network families whose deposit addresses are swept: token balances on EVM and TRON,
+#: the coin itself on the Bitcoin family (its deposits are outputs only the deposit
+#: address's key spends, so payouts could never use them otherwise).
+SWEPT_FAMILIES = frozenset({"evm", "tron", "utxo"})
 #: Journal transaction kind of a sweep's network fee.
 FEE_KIND = "sweep_network_fee"
 
@@ -49,8 +51,13 @@ class Candidate:
 
 
 def swept_currencies(catalogue: Catalogue, network: str) -> list[str]:
-    """The network's tokens (services with a contract): what sweeps move."""
-    return sorted({s.currency for s in catalogue.services if s.network == network and s.contract})
+    """What sweeps move: the network's tokens (services with a contract); on the Bitcoin
+    family, its coin."""
+    found = catalogue.network(network)
+    services = [s for s in catalogue.services if s.network == network]
+    if found is not None and found.family == "utxo":
+        return sorted({s.currency for s in services if s.currency == found.native})
+    return sorted({s.currency for s in services if s.contract})
 
 
 async def candidates(

@@ -5,15 +5,23 @@ master seed), so these are the networks' payout senders given a deposit key inst
 sharing the hot wallet's node connection and token table. What they add is the plan: how
 much native coin the token transfer may burn, measured before the address holds any,
 because that is what the hot wallet must send it first.
+
+On the Bitcoin family the deposits are the coin itself, outputs the hot wallet cannot
+spend: a deposit address sends them all to the hot wallet in one transaction that pays
+its own fee, so there is never a top-up, and the fee is known exactly when it is signed.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+from embit import ec
+from embit.script import Script
+from embit.transaction import TransactionOutput
 from eth_abi import encode
 from eth_utils import keccak
 from hexbytes import HexBytes
@@ -40,6 +48,8 @@ from paydesk.chains.tron_sender import (
     _reverted,
     _word,
 )
+from paydesk.chains.utxo_sender import CONFIRMATION_TARGETS, UtxoPayoutSender
+from paydesk.chains.utxo_signing import P2PKH_SHAPE, P2WPKH_SHAPE, Coin, fee_units
 
 #: Base fee growth a transfer signed with what the address already holds must survive:
 #: one full block (EIP-1559 raises the base fee by at most 1/8 per block).
@@ -62,6 +72,9 @@ class SweepPlan:
     gas: int = 0
     max_fee_per_gas: int = 0
     tip: int = 0
+    #: Bitcoin family: the exact fee (`held` − `amount`) and the coins it spends.
+    fee: Decimal | None = None
+    coins: tuple[Coin, ...] = ()
 
 
 class DepositKey(Protocol):
@@ -227,9 +240,109 @@ class TronDepositKey(TronPayoutSender):
         return await self.sign_transfer(to, currency, plan.amount, nonce=None)
 
 
-def deposit_key(hot_wallet: PayoutSender, private_key: bytes) -> DepositKey:
+@dataclass(frozen=True, slots=True)
+class Outpoint:
+    """A credited deposit's output (Bitcoin family), and the block it was mined in (what
+    fetches its transaction from a node without a transaction index)."""
+
+    txid: str
+    vout: int
+    block_hash: str
+
+
+#: Sweeping is never urgent: its fee rate is the economy one.
+SWEEP_TARGET = CONFIRMATION_TARGETS["economy"]
+
+
+class UtxoDepositKey:
+    """A Bitcoin-family deposit address. Its coins are the credited deposits' outputs the
+    node's UTXO set still holds (`gettxout`, mempool spends included): the watcher's
+    records say where to look, the node says what is left."""
+
+    def __init__(
+        self, hot_wallet: UtxoPayoutSender, private_key: bytes, outpoints: Sequence[Outpoint]
+    ) -> None:
+        self._wallet = hot_wallet
+        self._private_key = private_key
+        self._outpoints = list(outpoints)
+        public = ec.PrivateKey(private_key).get_public_key().sec()
+        self.address = hot_wallet.address_format.from_public_key(public)
+
+    async def _coins(self) -> list[Coin]:
+        wallet = self._wallet
+        answers = await wallet.rpc.batch(
+            [("gettxout", [point.txid, point.vout, True]) for point in self._outpoints]
+        )
+        script = wallet.address_format.script_pubkey(self.address).hex()
+        coins = []
+        for point, answer in zip(self._outpoints, answers, strict=True):
+            if not answer or answer.get("scriptPubKey", {}).get("hex") != script:
+                continue  # spent (maybe by a sweep in flight), or not this address's
+            units = amount_to_units(Decimal(answer["value"]), wallet.decimals)
+            coins.append(Coin(point.txid, point.vout, units, self.address))
+        return coins
+
+    async def balance(self, currency: str) -> Decimal:
+        if currency != self._wallet.native:
+            return Decimal(0)
+        coins = await self._coins()
+        return units_to_amount(sum(coin.units for coin in coins), self._wallet.decimals)
+
+    async def plan(self, currency: str, amount: Decimal, to: str) -> SweepPlan:
+        """Every coin of the address to `to`, less the fee at the economy rate; refused
+        (HotWalletShort, so it is tried again later) when the fee would leave dust."""
+        wallet = self._wallet
+        try:
+            script = wallet.address_format.script_pubkey(to)
+        except ValueError as exc:
+            raise TransferRefused(f"{to!r} is no {wallet.network} address: {exc}") from None
+        coins = await self._coins()
+        shape = P2WPKH_SHAPE if wallet.address_format.witness else P2PKH_SHAPE
+        rate = await wallet.fee_rate(SWEEP_TARGET)
+        fee = fee_units(shape, len(coins), len(script), rate, wallet.decimals)
+        total = sum(coin.units for coin in coins)
+        if total - fee < shape.dust_units:
+            raise HotWalletShort(
+                f"{wallet.network}: {self.address} holds {total} units, too few to pay the "
+                f"{fee} units of fee moving them costs"
+            )
+        decimals = wallet.decimals
+        return SweepPlan(
+            amount=units_to_amount(total - fee, decimals),
+            held=units_to_amount(total, decimals),
+            top_up=Decimal(0),
+            fee=units_to_amount(fee, decimals),
+            coins=tuple(coins),
+        )
+
+    async def sign(self, currency: str, to: str, plan: SweepPlan) -> SignedTransfer:
+        wallet = self._wallet
+        script = wallet.address_format.script_pubkey(to)
+        units = amount_to_units(plan.amount, wallet.decimals)
+        blocks = {point.txid: point.block_hash for point in self._outpoints}
+        tx = await wallet.sign_coins(
+            list(plan.coins),
+            [TransactionOutput(units, Script(script))],
+            {self.address: self._private_key},
+            block_hashes=blocks,
+        )
+        return SignedTransfer(
+            txid=tx.txid().hex(),
+            raw=tx.serialize().hex(),
+            from_address=self.address,
+            nonce=None,
+            max_fee=plan.fee or Decimal(0),
+        )
+
+
+def deposit_key(
+    hot_wallet: PayoutSender, private_key: bytes, outpoints: Sequence[Outpoint] = ()
+) -> DepositKey:
     """The signer of a deposit address (`private_key`, 32 bytes) on the hot wallet's
-    network, over the hot wallet's connection (never close it: that closes both)."""
+    network, over the hot wallet's connection (never close it: that closes both). On the
+    Bitcoin family, `outpoints` are where its deposits were paid."""
+    if isinstance(hot_wallet, UtxoPayoutSender):
+        return UtxoDepositKey(hot_wallet, private_key, outpoints)
     if isinstance(hot_wallet, EvmPayoutSender):
         return EvmDepositKey(hot_wallet.adapter, private_key)
     if isinstance(hot_wallet, TronPayoutSender):

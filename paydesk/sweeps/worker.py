@@ -23,6 +23,11 @@ the payout worker signs under — and within a process the two share that lease'
 take turns with one lock (`paydesk.payouts.lanes`): their signatures never interleave, and
 `PayoutLane.next_nonce` counts both. The deposit address's own nonce is only ever used by
 sweeps, one transfer in flight per address.
+
+The Bitcoin family sweeps its coin instead: a deposit address's credited outputs, all
+sent to the hot wallet in one transaction that pays its own fee (no top-up, step 2 only).
+A spent input plays the part of a taken nonce: the transaction is signed anew over what
+is left.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ from paydesk.chains.adapter import (
 from paydesk.chains.registry import normalize_address
 from paydesk.context import Context
 from paydesk.db import utcnow
+from paydesk.deposits.models import Deposit
+from paydesk.deposits.service import CREDITED
 from paydesk.money import MONEY
 from paydesk.payouts.lanes import LaneLease, hot_wallet_lane, run_lane_worker
 from paydesk.payouts.models import PayoutLane
@@ -65,7 +72,7 @@ from paydesk.sweeps.service import (
     swept_currencies,
     usd_value,
 )
-from paydesk.sweeps.signers import DepositKey, NotSweepable, deposit_key
+from paydesk.sweeps.signers import DepositKey, NotSweepable, Outpoint, deposit_key
 
 log = structlog.get_logger(__name__)
 
@@ -243,7 +250,7 @@ class SweepWorker(LaneLease):
     async def _start(self, sweep: Sweep) -> str:
         """Sweep now if the address can pay its transfer, else top it up first."""
         try:
-            key = self._deposit_key(sweep)
+            key = await self._deposit_key(sweep)
         except KeyMismatch as exc:
             return await self._end(sweep, FAILED, str(exc))
         balance = await key.balance(sweep.currency)
@@ -281,7 +288,8 @@ class SweepWorker(LaneLease):
                 return "gone"
             current.stage = SIGNED
             current.txid, current.signed_tx, current.nonce = signed.txid, signed.raw, signed.nonce
-            current.amount = balance
+            current.signed_fee = plan.fee
+            current.amount = plan.amount
             current.to_address = self.hot_wallet.hot_address
             current.attempts += 1
             current.last_error = None
@@ -292,7 +300,7 @@ class SweepWorker(LaneLease):
         await self._broadcast_transfer(sweep, first=True)
         return "signed"
 
-    def _deposit_key(self, sweep: Sweep) -> DepositKey:
+    async def _deposit_key(self, sweep: Sweep) -> DepositKey:
         """The address's signer, from its derivation index; refused unless the key spells
         the very address the deposits were made to."""
         node = (
@@ -300,7 +308,20 @@ class SweepWorker(LaneLease):
             .Change(Bip44Changes.CHAIN_EXT)
             .AddressIndex(sweep.derivation_index)
         )
-        key = deposit_key(self.hot_wallet, bytes(node.PrivateKey().Raw().ToBytes()))
+        outpoints: list[Outpoint] = []
+        if self.network.family == "utxo":
+            async with self.context.db.reader() as session:
+                rows = await session.execute(
+                    select(Deposit.txid, Deposit.output_index, Deposit.block_hash).where(
+                        Deposit.network == self.code,
+                        Deposit.address == sweep.address,
+                        Deposit.status == CREDITED,
+                        Deposit.block_hash.is_not(None),
+                    )
+                )
+                outpoints = [Outpoint(txid, vout, block) for txid, vout, block in rows]
+        private = bytes(node.PrivateKey().Raw().ToBytes())
+        key = deposit_key(self.hot_wallet, private, outpoints)
         derived = normalize_address(self.network, key.address)
         if derived is None or derived != normalize_address(self.network, sweep.address):
             raise KeyMismatch(
@@ -408,8 +429,11 @@ class SweepWorker(LaneLease):
                 return "waiting"
             txid = current.txid
             assert txid is not None
-            await book_network_fee(session, current, "transfer", txid, state.fee)
-            current.transfer_fee = MONEY.add(current.transfer_fee, state.fee)
+            # Where signing fixed the fee, that is it (the node's wallet does not report
+            # the fee of a transaction spending coins it does not hold).
+            fee = current.signed_fee if current.signed_fee is not None else state.fee
+            await book_network_fee(session, current, "transfer", txid, fee)
+            current.transfer_fee = MONEY.add(current.transfer_fee, fee)
             if state.succeeded:
                 current.stage = DONE
                 current.signed_tx = None
@@ -531,7 +555,7 @@ class SweepWorker(LaneLease):
     def _clear_transfer(sweep: Sweep) -> None:
         sweep.txid = sweep.signed_tx = None
         sweep.nonce = sweep.block_height = None
-        sweep.amount = None
+        sweep.amount = sweep.signed_fee = None
 
     async def _postpone(self, sweep: Sweep, reason: str, wait: timedelta) -> str:
         async with self.context.db.transaction() as session:
@@ -575,7 +599,7 @@ class SweepWorker(LaneLease):
 
 
 async def sweeps_loop(context: Context, stop: asyncio.Event) -> None:
-    """One sweeper per enabled EVM and TRON network that carries tokens."""
+    """One sweeper per enabled network with something to sweep (see `SWEPT_FAMILIES`)."""
     networks = [
         network
         for network in context.catalogue.networks

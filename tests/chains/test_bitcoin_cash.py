@@ -599,7 +599,7 @@ async def test_the_fee_rate_falls_back_to_estimatefee() -> None:
     try:
         assert sender.address_format == BCH_MAINNET
         assert sender.hot_address.startswith("bitcoincash:q")
-        assert await sender._fee_rate(6) == Decimal("0.00002")
+        assert await sender.fee_rate(6) == Decimal("0.00002")
     finally:
         await sender.close()
         server.shutdown()

@@ -166,7 +166,11 @@ async def assert_ledger_ok(context: Context) -> None:
 
 
 def transactions_from(anvil: Anvil, sender: str, since: int) -> list[Any]:
-    """Every mined transaction `sender` signed in blocks `since`..tip."""
+    """Every mined transaction `sender` signed in blocks `since`..tip, once anvil has
+    mined what it was sent (automine runs just after the send returns)."""
+    deadline = time.monotonic() + 10
+    while int(anvil.rpc("txpool_status")["pending"], 16) and time.monotonic() < deadline:
+        time.sleep(0.01)
     found = []
     for height in range(since, anvil.block_number() + 1):
         block = anvil.w3.eth.get_block(height, full_transactions=True)
