@@ -206,9 +206,9 @@ class Settings(BaseSettings):
     sweep_min_usd: Decimal = Field(
         default=Decimal(10),
         ge=0,
-        description="A token balance (on the Bitcoin family, the coins) on a deposit address "
-        "is swept to the hot wallet once it is worth this many US dollars (less would cost "
-        "more in fees than it is worth).",
+        description="A token or coin balance on a deposit address is swept to the hot "
+        "wallet once it is worth this many US dollars (less would cost more in fees than it "
+        "is worth).",
     )
     mpesa_base_url: str = Field(
         default="https://sandbox.safaricom.co.ke",

@@ -215,6 +215,11 @@ class TronChain:
         with self.lock:
             self._account(to_hex(address), create=True).balance += sun
 
+    def spend_free_bandwidth(self, address: str) -> None:
+        """The account (made if need be) has used its free daily bandwidth."""
+        with self.lock:
+            self._account(to_hex(address), create=True).free_net_used = FREE_NET_LIMIT
+
     def mint(self, contract: str, address: str, units: int) -> None:
         with self.lock:
             token = self.tokens.setdefault(to_hex(contract), Token())

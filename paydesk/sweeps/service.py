@@ -1,7 +1,7 @@
 """What to sweep, what it is worth, and what a sweep books.
 
 Candidates come from credited deposits, never from scanning addresses: a (deposit address,
-token) pair is swept when a deposit to it was credited after its last sweep was made. Only
+currency) pair is swept when a deposit to it was credited after its last sweep was made. Only
 addresses derived from the master seed qualify — a merchant's own xpub addresses are
 watch-only, Paydesk has no key for them and their coins are not the platform's.
 
@@ -33,9 +33,11 @@ from paydesk.rates.service import RatesService
 from paydesk.sweeps.models import OPEN_STAGES, Sweep, SweepTopUp
 
 #: Network families whose deposit addresses are swept: token balances on EVM and TRON,
-#: the coin itself on the Bitcoin family (its deposits are outputs only the deposit
-#: address's key spends, so payouts could never use them otherwise).
+#: and the coin itself (its deposits are only the deposit address's key's to spend, so
+#: payouts could never use them otherwise).
 SWEPT_FAMILIES = frozenset({"evm", "tron", "utxo"})
+#: Families whose coin itself is swept too (a transfer that pays its own fee).
+NATIVE_SWEPT_FAMILIES = frozenset({"evm", "tron", "utxo"})
 #: Journal transaction kind of a sweep's network fee.
 FEE_KIND = "sweep_network_fee"
 
@@ -51,13 +53,12 @@ class Candidate:
 
 
 def swept_currencies(catalogue: Catalogue, network: str) -> list[str]:
-    """What sweeps move: the network's tokens (services with a contract); on the Bitcoin
-    family, its coin."""
+    """What sweeps move: the network's tokens (services with a contract), and its coin
+    where invoices take it and the family sweeps it (`NATIVE_SWEPT_FAMILIES`)."""
     found = catalogue.network(network)
+    native = found.native if found and found.family in NATIVE_SWEPT_FAMILIES else None
     services = [s for s in catalogue.services if s.network == network]
-    if found is not None and found.family == "utxo":
-        return sorted({s.currency for s in services if s.currency == found.native})
-    return sorted({s.currency for s in services if s.contract})
+    return sorted({s.currency for s in services if s.contract or s.currency == native})
 
 
 async def candidates(

@@ -42,6 +42,7 @@ from paydesk.chains.tron_sender import (
     ENERGY_MARGIN,
     TRANSFER_SELECTOR,
     TRC20_TRANSFER_BYTES,
+    TRX_TRANSFER_BYTES,
     UINT256,
     TronPayoutSender,
     _address_word,
@@ -107,10 +108,12 @@ class EvmDepositKey(EvmPayoutSender):
         set them: twice the base fee plus the tip. What the address already holds is used
         when it still covers the base fee with a block's growth, so a top-up whose fees
         rose a little meanwhile is not followed by another one."""
-        contract, decimals = self._token(currency)
         recipient = self._adapter.normalize_address(to)
         if recipient is None:
             raise TransferRefused(f"{to!r} is no {self.network} address")
+        if currency == self.native:
+            return await self._plan_native(recipient)
+        contract, decimals = self._token(currency)
         try:
             units = amount_to_units(amount, decimals, 2**256)
         except ValueError as exc:
@@ -142,17 +145,52 @@ class EvmDepositKey(EvmPayoutSender):
             tip=min(tip, max_fee_per_gas),
         )
 
+    async def _plan_native(self, recipient: str) -> SweepPlan:
+        """All the coin the address holds less what its transfer may burn (gas × the
+        payouts' fee cap): it pays its own fee, no top-up. What the fee cap leaves
+        unburned stays on the address, the platform's holdings still."""
+        gas = await self._gas({"from": self.hot_address, "to": recipient, "value": 0})
+        tip = await self._suggested_tip()
+        max_fee_per_gas = 2 * await self._base_fee() + tip
+        held = await self._native_units("pending")
+        decimals = self._adapter.native_decimals
+        burn = gas * max_fee_per_gas
+        if held <= burn:
+            raise HotWalletShort(
+                f"{self.network}: {self.hot_address} holds {units_to_amount(held, decimals)} "
+                f"{self.native}, no more than the {units_to_amount(burn, decimals)} moving "
+                "it may burn"
+            )
+        return SweepPlan(
+            amount=units_to_amount(held - burn, decimals),
+            held=units_to_amount(held, decimals),
+            top_up=Decimal(0),
+            gas=gas,
+            max_fee_per_gas=max_fee_per_gas,
+            tip=tip,
+        )
+
     async def sign(self, currency: str, to: str, plan: SweepPlan) -> SignedTransfer:
-        """The token transfer, with the plan's gas and fee caps and the address's next
-        nonce (pending ones counted: only sweeps ever sign for it)."""
-        contract, decimals = self._token(currency)
+        """The transfer (of the token, or of the coin itself), with the plan's gas and
+        fee caps and the address's next nonce (pending ones counted: only sweeps ever
+        sign for it)."""
         recipient = self._adapter.normalize_address(to)
         if recipient is None:
             raise TransferRefused(f"{to!r} is no {self.network} address")
-        units = amount_to_units(plan.amount, decimals, 2**256)
+        if currency == self.native:
+            target, value, data = (
+                recipient,
+                amount_to_units(plan.amount, self._adapter.native_decimals),
+                b"",
+            )
+        else:
+            contract, decimals = self._token(currency)
+            units = amount_to_units(plan.amount, decimals, 2**256)
+            target, value = contract, 0
+            data = EVM_TRANSFER_SELECTOR + encode(["address", "uint256"], [recipient, units])
         held = await self._native_units("pending")
         max_fee = plan.gas * plan.max_fee_per_gas
-        if held < max_fee:
+        if held < max_fee + value:
             raise HotWalletShort(
                 f"{self.network}: the deposit address {self.hot_address} holds "
                 f"{units_to_amount(held, self._adapter.native_decimals)} {self.native}, its "
@@ -162,14 +200,13 @@ class EvmDepositKey(EvmPayoutSender):
         await self._adapter._connect()
         with self._adapter._unavailable("eth_getTransactionCount"):
             nonce = int(await self._w3.eth.get_transaction_count(self.hot_address, "pending"))
-        data = EVM_TRANSFER_SELECTOR + encode(["address", "uint256"], [recipient, units])
         signed = self._account.sign_transaction(
             {
                 "type": 2,
                 "chainId": chain_id,
                 "nonce": nonce,
-                "to": contract,
-                "value": 0,
+                "to": target,
+                "value": value,
                 "data": HexBytes(data),
                 "gas": plan.gas,
                 "maxFeePerGas": plan.max_fee_per_gas,
@@ -198,10 +235,12 @@ class TronDepositKey(TronPayoutSender):
         simulated energy plus 20 %, less the address's staked energy, at the chain's
         price, and its bandwidth unless the free daily allowance covers it (an address
         that never held TRX has no account yet, so none)."""
-        contract, decimals = self._token(currency)
         recipient = self._adapter.normalize_address(to)
         if recipient is None:
             raise TransferRefused(f"{to!r} is no {self.network} address")
+        if currency == self.native:
+            return await self._plan_native(recipient)
+        contract, decimals = self._token(currency)
         try:
             units = amount_to_units(amount, decimals, UINT256)
         except ValueError as exc:
@@ -234,6 +273,34 @@ class TronDepositKey(TronPayoutSender):
             amount=amount,
             held=units_to_amount(held, native_decimals),
             top_up=units_to_amount(max(0, burn - held), native_decimals),
+        )
+
+    async def _plan_native(self, recipient: str) -> SweepPlan:
+        """All the TRX the address holds less its transfer's fee, reckoned as payouts do
+        (its bandwidth, unless its free allowance covers it; creating the recipient's
+        account if it has none): it pays its own fee, no top-up."""
+        resources, params, held, account = await asyncio.gather(
+            self._resources(),
+            self._chain_parameters(),
+            self._sun(self._hot_hex),
+            self._account(base58_to_hex(recipient)),
+        )
+        if account:
+            fee = self._bandwidth_fee(TRX_TRANSFER_BYTES, resources, params)
+        else:
+            fee = params.get("getCreateAccountFee", 0) + params.get(
+                "getCreateNewAccountFeeInSystemContract", 0
+            )
+        if held <= fee:
+            raise HotWalletShort(
+                f"{self.network}: {self.hot_address} holds {held} sun, no more than the "
+                f"{fee} sun moving it costs"
+            )
+        decimals = self._adapter.native_decimals
+        return SweepPlan(
+            amount=units_to_amount(held - fee, decimals),
+            held=units_to_amount(held, decimals),
+            top_up=Decimal(0),
         )
 
     async def sign(self, currency: str, to: str, plan: SweepPlan) -> SignedTransfer:

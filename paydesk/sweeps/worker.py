@@ -1,4 +1,5 @@
-"""The sweeper: moves tokens from deposit addresses to the hot wallet, one network at a time.
+"""The sweeper: moves tokens and coins from deposit addresses to the hot wallet, one network
+at a time.
 
 A deposit address that received tokens holds no native coin to pay for moving them, so a
 sweep has two transactions: the hot wallet tops the address up with what the transfer may
@@ -24,10 +25,11 @@ take turns with one lock (`paydesk.payouts.lanes`): their signatures never inter
 `PayoutLane.next_nonce` counts both. The deposit address's own nonce is only ever used by
 sweeps, one transfer in flight per address.
 
-The Bitcoin family sweeps its coin instead: a deposit address's credited outputs, all
-sent to the hot wallet in one transaction that pays its own fee (no top-up, step 2 only).
-A spent input plays the part of a taken nonce: the transaction is signed anew over what
-is left.
+The coin itself is swept with step 2 only: the address sends what it holds less its own
+transfer's fee (no top-up); while a token sweep of the same address is open, the coin's
+waits, so a top-up never leaves with it. On the Bitcoin family that is the address's
+credited outputs in one transaction, and a spent input plays the part of a taken nonce:
+the transaction is signed anew over what is left.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from paydesk.money import MONEY
 from paydesk.payouts.lanes import LaneLease, hot_wallet_lane, run_lane_worker
 from paydesk.payouts.models import PayoutLane
 from paydesk.payouts.worker import hot_wallets
-from paydesk.sweeps.models import Sweep, SweepTopUp
+from paydesk.sweeps.models import OPEN_STAGES, Sweep, SweepTopUp
 from paydesk.sweeps.service import (
     SWEPT_FAMILIES,
     Candidate,
@@ -249,6 +251,10 @@ class SweepWorker(LaneLease):
 
     async def _start(self, sweep: Sweep) -> str:
         """Sweep now if the address can pay its transfer, else top it up first."""
+        if sweep.currency == self.network.native and await self._token_sweep_open(sweep):
+            # Sending the coin now would send the gas a token sweep topped the address
+            # up with: that one goes first.
+            return await self._postpone(sweep, "a token sweep of the address is open", RETRY)
         try:
             key = await self._deposit_key(sweep)
         except KeyMismatch as exc:
@@ -299,6 +305,20 @@ class SweepWorker(LaneLease):
                  amount=f"{balance:f}", currency=sweep.currency)  # fmt: skip
         await self._broadcast_transfer(sweep, first=True)
         return "signed"
+
+    async def _token_sweep_open(self, sweep: Sweep) -> bool:
+        async with self.context.db.reader() as session:
+            found = await session.scalar(
+                select(Sweep.id)
+                .where(
+                    Sweep.network == self.code,
+                    Sweep.address == sweep.address,
+                    Sweep.currency != sweep.currency,
+                    Sweep.stage.in_(OPEN_STAGES),
+                )
+                .limit(1)
+            )
+        return found is not None
 
     async def _deposit_key(self, sweep: Sweep) -> DepositKey:
         """The address's signer, from its derivation index; refused unless the key spells

@@ -70,6 +70,8 @@ def settings_overrides(anvil: Anvil, usdt: str, tmp_path: Path) -> dict[str, Any
         "chain_nodes": {"eth": anvil.url},
         "catalogue_file": catalogue,
         "callback_allowlist": ["127.0.0.0/8"],
+        # ETH's dollar value decides whether an ETH deposit is worth sweeping.
+        "static_rates": {"ETH/USD": Decimal(3000)},
     }
 
 
@@ -295,6 +297,52 @@ async def test_a_usdt_deposit_is_swept_to_the_hot_wallet_with_its_gas_topped_up(
     assert await sweeper.step() == SweepStep()  # nothing new arrived: nothing to do
 
 
+async def test_an_eth_deposit_is_swept_paying_its_own_gas(
+    anvil, api, context, merchant, watcher, hot_wallet, sweeper
+):
+    """The coin itself: the address sends all it holds less what the transfer may burn
+    (21000 gas at the payouts' fee cap), so there is no top-up; the fee burned is booked
+    and the unburned rest of the cap stays on the address."""
+    invoice = await api.result(
+        "/v1/payment", {"amount": "0.02", "currency": "ETH", "network": "eth", "order_id": "e-1"}
+    )
+    address = invoice["address"]
+    paid = units(invoice["payer_amount"], ETH_DECIMALS)
+    anvil.send_native(address, paid)
+    await follow(watcher)
+    await confirm(anvil, watcher)
+    hot = hot_wallet.hot_address
+    since = anvil.block_number() + 1
+    base_fee = int(anvil.w3.eth.get_block("latest")["baseFeePerGas"])
+    tip = int(anvil.rpc("eth_maxPriorityFeePerGas"), 16)
+
+    first = await sweeper.step()
+    assert (first.found, first.funded, first.signed) == (1, 0, 1)
+    [transfer] = transactions_from(anvil, address, since)
+    assert transfer["to"] == hot and transfer["gas"] == 21_000
+    cap = 21_000 * (2 * base_fee + tip)
+    assert transfer["value"] == paid - cap and transfer["maxFeePerGas"] == 2 * base_fee + tip
+    [sweep] = await sweeps(context)
+    assert (sweep.currency, sweep.stage, sweep.amount) == ("ETH", "sent", wei(paid - cap))
+
+    await confirm(anvil, watcher)  # the watcher reads it too: the hot wallet is no invoice's
+    assert (await sweeper.step()).done == 1
+    [done] = await sweeps(context)
+    fee = fee_wei(anvil, transfer)
+    assert (done.stage, done.funded, done.transfer_fee) == ("done", 0, wei(fee))
+    assert anvil.w3.eth.get_balance(hot) == paid - cap
+    assert anvil.w3.eth.get_balance(address) == cap - fee
+    assert await account_balance(context, AccountKind.NETWORK_FEE_EXPENSE, "ETH") == wei(fee)
+    assert await journal(context, "sweep_network_fee") == [
+        f"sweep:{done.uuid}:transfer:{done.txid}"
+    ]
+    async with context.db.reader() as session:
+        deposits = list(await session.scalars(select(Deposit)))
+    assert [(d.currency, d.status) for d in deposits] == [("ETH", "credited")]
+    await assert_ledger_ok(context)
+    assert await sweeper.step() == SweepStep()
+
+
 @pytest.mark.parametrize("node_has_it", [False, True], ids=["before-the-node", "after-broadcast"])
 async def test_a_crash_between_storing_and_broadcasting_sends_each_transaction_once(
     node_has_it, anvil, usdt, api, context, watcher, hot_wallet, sweeper, monkeypatch
@@ -477,3 +525,34 @@ async def test_the_worker_loops_sweep_beside_the_payouts(
         lane = await session.get(PayoutLane, "eth")
     assert lane is not None and lane.lease_owner is None  # given up on the way out
     await assert_ledger_ok(context)
+
+
+async def test_an_eth_sweep_waits_for_the_token_sweep_of_its_address(context, sweeper):
+    """A token sweep's top-up must not leave with the address's coin: while one is open,
+    the coin's own sweep of that address waits."""
+    address = "0x" + "ab" * 20
+    rows = [
+        Sweep(
+            network="eth",
+            address=address,
+            derivation_index=7,
+            currency=currency,
+            last_deposit_id=1,
+            native="ETH",
+            stage="queued",
+            funded=Decimal(0),
+            funding_fee=Decimal(0),
+            transfer_fee=Decimal(0),
+            attempts=0,
+        )
+        for currency in ("USDT", "ETH")
+    ]
+    async with context.db.transaction() as session:
+        session.add_all(rows)
+    _, native = await sweeps(context)
+    assert await sweeper._take_lease()  # what `step` does first
+    assert await sweeper._start(native) == "postponed"
+    _, waiting = await sweeps(context)
+    assert waiting.stage == "queued" and waiting.attempts == 0
+    assert waiting.last_error == "a token sweep of the address is open"
+    assert waiting.next_attempt_at is not None

@@ -52,6 +52,8 @@ def settings_overrides(node: TronApi, tmp_path: Path) -> dict[str, Any]:
         "chain_nodes": {"tron": node.url},
         "catalogue_file": catalogue,
         "callback_allowlist": ["127.0.0.0/8"],
+        # TRX's dollar value decides whether a TRX deposit is worth sweeping.
+        "static_rates": {"TRX/USD": Decimal("0.25")},
     }
 
 
@@ -171,6 +173,63 @@ async def test_a_trc20_deposit_is_swept_with_trx_sent_for_its_energy(
     assert [d.currency for d in deposits] == ["USDT"]
     assert report.ok, report.violations
     assert await sweeper.step() == SweepStep()
+
+
+async def test_a_trx_deposit_is_swept_paying_its_own_bandwidth(
+    node, context, api, merchant, watcher, hot_wallet
+):
+    """The coin itself: no top-up. The payer's transfer created the address's account, so
+    its free daily bandwidth carries the sweep, which sends every sun and burns none."""
+    invoice = await api.result("/v1/payment", {
+        "amount": "100", "currency": "TRX", "network": "tron", "order_id": "trx-sweep",
+    })  # fmt: skip
+    address = invoice["address"]
+    payer = PrivateKey.random()
+    node.chain.fund(key_address(payer), 1_000 * TRX)
+    paid = int(Decimal(invoice["payer_amount"]).scaleb(6))
+    sent = node.chain.submit(node.chain.transfer_tx(payer, address, paid))
+    assert sent.get("result") is True, sent
+    await follow(watcher)
+    await confirm(node, watcher)
+    hot = hot_wallet.hot_address
+    node.chain.fund(hot, 10 * TRX)  # the hot wallet's account exists
+    network = context.catalogue.network("tron")
+    assert network is not None
+    sweeper = SweepWorker(context, network, hot_wallet, owner="tests", discover_every=0)
+
+    first = await sweeper.step()
+    assert (first.found, first.funded, first.signed) == (1, 0, 1)
+    await confirm(node, watcher)
+    assert (await sweeper.step()).done == 1
+    [done] = await _sweeps(context)
+    assert (done.currency, done.amount, done.funded) == ("TRX", Decimal(paid).scaleb(-6), 0)
+    assert done.txid is not None and receipt_fee(node, done.txid) == 0 == done.transfer_fee
+    assert node.chain.sun(address) == 0
+    assert node.chain.sun(hot) == 10 * TRX + paid
+    async with context.db.reader() as session:
+        deposits = list(await session.scalars(select(Deposit)))
+        report = await check_ledger(session)
+    assert [(d.currency, d.status) for d in deposits] == [("TRX", "credited")]
+    assert report.ok, report.violations
+
+    # Once the day's free bandwidth is spent, the next sweep keeps back what its bytes
+    # burn, and the chain burns exactly that.
+    again = await api.result("/v1/payment", {
+        "amount": "100", "currency": "TRX", "network": "tron", "order_id": "trx-sweep-2",
+    })  # fmt: skip
+    node.chain.spend_free_bandwidth(again["address"])
+    second_paid = int(Decimal(again["payer_amount"]).scaleb(6))
+    node.chain.submit(node.chain.transfer_tx(payer, again["address"], second_paid))
+    await follow(watcher)
+    await confirm(node, watcher)
+    assert (await sweeper.step()).signed == 1
+    await confirm(node, watcher)
+    assert (await sweeper.step()).done == 1
+    second = (await _sweeps(context))[-1]
+    burn = 300 * CHAIN_PARAMETERS["getTransactionFee"]
+    assert second.amount == Decimal(second_paid - burn).scaleb(-6)
+    assert second.txid is not None and receipt_fee(node, second.txid) <= Decimal(burn).scaleb(-6)
+    assert second.transfer_fee == receipt_fee(node, second.txid)
 
 
 async def _sweeps(context: Context) -> list[Sweep]:
