@@ -82,6 +82,12 @@ payouts_app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(payouts_app, name="payouts")
+sweeps_app = typer.Typer(
+    help="Sweeps: deposits moved from their addresses to the hot wallets.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(sweeps_app, name="sweeps")
 
 console = Console()
 errors = Console(stderr=True)
@@ -1016,6 +1022,67 @@ def _merchant_id(text: str) -> uuid.UUID:
     except ValueError:
         errors.print(f"[red]error:[/red] not a merchant uuid: {text}")
         raise typer.Exit(1) from None
+
+
+# --------------------------------------------------------------------------- sweeps
+@sweeps_app.command("list")
+def sweeps_list(
+    at_work: Annotated[
+        bool, typer.Option("--open", help="Only sweeps not over yet (queued or in flight).")
+    ] = False,
+    network: Annotated[str | None, typer.Option(help="Only this network.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest first, at most this many.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List sweeps with their stage, what they moved and what they cost."""
+    from sqlalchemy import select
+
+    from paydesk.sweeps.models import OPEN_STAGES, Sweep
+
+    async def work(context: Context) -> list[Sweep]:
+        query = select(Sweep).order_by(Sweep.id.desc()).limit(limit)
+        if at_work:
+            query = query.where(Sweep.stage.in_(OPEN_STAGES))
+        if network:
+            query = query.where(Sweep.network == network.lower())
+        async with context.db.reader() as session:
+            return list(await session.scalars(query))
+
+    def text(amount: Decimal | None) -> str:
+        return "" if amount is None else f"{amount:f}"
+
+    sweeps = _with_context(work)
+    if as_json:
+        for sweep in sweeps:
+            typer.echo(
+                json.dumps(
+                    {
+                        "uuid": str(sweep.uuid),
+                        "network": sweep.network,
+                        "address": sweep.address,
+                        "currency": sweep.currency,
+                        "stage": sweep.stage,
+                        "amount": text(sweep.amount),
+                        "fees": text(sweep.funding_fee + sweep.transfer_fee),
+                        "native": sweep.native,
+                        "txid": sweep.txid,
+                        "last_error": sweep.last_error,
+                    }
+                )
+            )
+        return
+    table = Table("uuid", "network", "address", "stage", "amount", "fees", "txid / error")
+    for sweep in sweeps:
+        table.add_row(
+            str(sweep.uuid),
+            sweep.network,
+            sweep.address,
+            sweep.stage,
+            f"{text(sweep.amount)} {sweep.currency}".strip(),
+            f"{text(sweep.funding_fee + sweep.transfer_fee)} {sweep.native}",
+            sweep.last_error or sweep.txid or "",
+        )
+    console.print(table)
 
 
 # --------------------------------------------------------------------------- keys
