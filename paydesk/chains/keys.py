@@ -57,11 +57,13 @@ _BIP_COINS: dict[str, dict[tuple[int, int], Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class KeyPath:
-    """How a network's keys derive: the BIP standard (44, 84), its coin, the account."""
+    """How a network's keys derive, m/purpose'/coin_type'/account', and bip-utils' coin
+    for that purpose and coin type."""
 
-    standard: type[Bip44Base]
+    purpose: int
+    coin_type: int
+    account: int
     coin: Any
-    account: int = 0
 
     @classmethod
     def of(cls, network: Network) -> KeyPath:
@@ -78,15 +80,12 @@ class KeyPath:
                 f"{network.code}: key_path m/{purpose}'/{coin_type}'/{account}' is not one "
                 f"Paydesk derives for {network.native} (usable: {usable})"
             )
-        return cls(_STANDARDS[purpose], coin, account)
+        return cls(purpose, coin_type, account, coin)
 
     @property
-    def purpose(self) -> int:
-        return next(p for p, standard in _STANDARDS.items() if standard is self.standard)
-
-    @property
-    def coin_type(self) -> int:
-        return self.standard.FromSeed(b"\0" * 16, self.coin).CoinConf().CoinIndex()
+    def standard(self) -> type[Bip44Base]:
+        """The BIP the purpose names (44 or 84)."""
+        return _STANDARDS[self.purpose]
 
     def describe(self) -> str:
         return f"m/{self.purpose}'/{self.coin_type}'/{self.account}'/0/<index>"

@@ -40,12 +40,11 @@ from paydesk.chains.bitcoin_cash import sign_forkid_transaction
 from paydesk.chains.bitcoin_rpc import METHOD_NOT_FOUND, NOT_FOUND, BitcoinRpc, RpcError
 from paydesk.chains.utxo_addresses import AddressFormat, CashAddressFormat, address_format_of
 from paydesk.chains.utxo_signing import (
-    P2PKH_SHAPE,
-    P2WPKH_SHAPE,
     Coin,
     SigningFailed,
     select_coins,
     sign_transaction,
+    spend_shape,
 )
 
 #: Blocks a payout should be mined within, by priority (what `estimatesmartfee` is asked).
@@ -215,7 +214,7 @@ class UtxoPayoutSender:
         change_address, _ = self._key(change_index)
         fee_per_kvb = await self.fee_rate(target)
         coins = sorted(await self._coins(), key=lambda coin: coin.units, reverse=True)
-        shape = P2WPKH_SHAPE if self.address_format.witness else P2PKH_SHAPE
+        shape = spend_shape(self.address_format)
         chosen, fee, change = select_coins(
             coins, units, len(script), fee_per_kvb, self.decimals, shape
         )

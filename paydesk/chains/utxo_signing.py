@@ -22,7 +22,7 @@ from embit.script import Script
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
 if TYPE_CHECKING:
-    from paydesk.chains.utxo_addresses import UtxoAddressFormat
+    from paydesk.chains.utxo_addresses import AddressFormat, UtxoAddressFormat
 
 #: nSequence that signals BIP125 replaceability: a stuck payout can be bumped.
 RBF_SEQUENCE = 0xFFFFFFFD
@@ -45,6 +45,11 @@ class SpendShape:
 P2WPKH_SHAPE = SpendShape(overhead_vbytes=11, input_vbytes=68, change_vbytes=31, dust_units=294)
 #: P2PKH: the signature and key sit in the input's script.
 P2PKH_SHAPE = SpendShape(overhead_vbytes=10, input_vbytes=148, change_vbytes=34, dust_units=546)
+
+
+def spend_shape(address_format: AddressFormat) -> SpendShape:
+    """What spending Paydesk's own addresses of that spelling is made of."""
+    return P2WPKH_SHAPE if address_format.witness else P2PKH_SHAPE
 
 
 @dataclass(frozen=True, slots=True)

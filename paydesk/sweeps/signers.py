@@ -6,9 +6,9 @@ sharing the hot wallet's node connection and token table. What they add is the p
 much native coin the token transfer may burn, measured before the address holds any,
 because that is what the hot wallet must send it first.
 
-On the Bitcoin family the deposits are the coin itself, outputs the hot wallet cannot
-spend: a deposit address sends them all to the hot wallet in one transaction that pays
-its own fee, so there is never a top-up, and the fee is known exactly when it is signed.
+The coin itself (ETH, TRX, the Bitcoin family's) is sent whole less its own transfer's
+fee, so it needs no top-up. On the Bitcoin family that is the address's outputs in one
+transaction, whose fee is known exactly when it is signed.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from paydesk.chains.tron_sender import (
     _word,
 )
 from paydesk.chains.utxo_sender import CONFIRMATION_TARGETS, UtxoPayoutSender
-from paydesk.chains.utxo_signing import P2PKH_SHAPE, P2WPKH_SHAPE, Coin, fee_units
+from paydesk.chains.utxo_signing import Coin, fee_units, spend_shape
 
 #: Base fee growth a transfer signed with what the address already holds must survive:
 #: one full block (EIP-1559 raises the base fee by at most 1/8 per block).
@@ -364,7 +364,7 @@ class UtxoDepositKey:
         except ValueError as exc:
             raise TransferRefused(f"{to!r} is no {wallet.network} address: {exc}") from None
         coins = await self._coins()
-        shape = P2WPKH_SHAPE if wallet.address_format.witness else P2PKH_SHAPE
+        shape = spend_shape(wallet.address_format)
         rate = await wallet.fee_rate(SWEEP_TARGET)
         fee = fee_units(shape, len(coins), len(script), rate, wallet.decimals)
         total = sum(coin.units for coin in coins)
