@@ -302,7 +302,7 @@ class SweepWorker(LaneLease):
             current.next_attempt_at = None
         sweep.txid, sweep.signed_tx, sweep.nonce = signed.txid, signed.raw, signed.nonce
         log.info("sweeps.signed", network=self.code, sweep=str(sweep.uuid), txid=signed.txid,
-                 amount=f"{balance:f}", currency=sweep.currency)  # fmt: skip
+                 amount=f"{plan.amount:f}", currency=sweep.currency)  # fmt: skip
         await self._broadcast_transfer(sweep, first=True)
         return "signed"
 
