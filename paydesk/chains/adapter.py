@@ -178,6 +178,15 @@ class TransferRefused(BroadcastRejected, ValueError):
     would ever take it. A BroadcastRejected, so the payout fails instead of waiting."""
 
 
+def payee_address(adapter: ChainAdapter, to: str) -> str:
+    """`to` spelled as the network spells it; TransferRefused if it is none of its
+    addresses."""
+    recipient = adapter.normalize_address(to)
+    if recipient is None:
+        raise TransferRefused(f"{to!r} is no {adapter.network} address")
+    return recipient
+
+
 class NonceTaken(BroadcastRejected):
     """Another transaction of the hot wallet already used this nonce: this one can never
     be mined."""

@@ -34,6 +34,7 @@ from paydesk.chains.adapter import (
     SignedTransfer,
     TransferRefused,
     amount_to_units,
+    payee_address,
     units_to_amount,
 )
 from paydesk.chains.evm import EvmAdapter
@@ -232,9 +233,7 @@ class EvmPayoutSender:
         the pending state: payouts still waiting in the mempool already spend the wallet."""
         if nonce is None or nonce < 0:
             raise ValueError(f"{self.network} transfers need the account nonce, not {nonce!r}")
-        recipient = self._adapter.normalize_address(to)
-        if recipient is None:
-            raise TransferRefused(f"{to!r} is no {self.network} address")
+        recipient = payee_address(self._adapter, to)
         scale = PRIORITY_TIP_SCALE.get(priority)
         if scale is None:
             raise TransferRefused(f"unknown priority {priority!r}")
@@ -247,7 +246,7 @@ class EvmPayoutSender:
             units = amount_to_units(amount, decimals, _UINT256)
         except ValueError as exc:
             raise TransferRefused(f"{self.network} {currency}: {exc}") from None
-        chain_id = await self._node_chain_id()
+        await self._node_chain_id()  # a node of another chain is refused before any read
 
         if contract is None:
             value = units
@@ -286,12 +285,19 @@ class EvmPayoutSender:
                 f"in {self.native} plus the most the network fee can cost)"
             )
 
+        return await self._signed(destination, value, data, nonce, gas, max_fee_per_gas, tip)
+
+    async def _signed(
+        self, to: str, value: int, data: bytes, nonce: int, gas: int, max_fee_per_gas: int,
+        tip: int,
+    ) -> SignedTransfer:  # fmt: skip
+        """An EIP-1559 transaction of this account, signed offline for the node's chain."""
         signed = self._account.sign_transaction(
             {
                 "type": 2,
-                "chainId": chain_id,
+                "chainId": await self._node_chain_id(),
                 "nonce": nonce,
-                "to": destination,
+                "to": to,
                 "value": value,
                 "data": HexBytes(data),
                 "gas": gas,
@@ -305,7 +311,7 @@ class EvmPayoutSender:
             raw=HexBytes(raw).to_0x_hex(),
             from_address=self.hot_address,
             nonce=nonce,
-            max_fee=units_to_amount(max_fee, native_decimals),
+            max_fee=units_to_amount(gas * max_fee_per_gas, self._adapter.native_decimals),
         )
 
     async def _gas(self, call: TxParams) -> int:

@@ -43,6 +43,7 @@ from paydesk.chains.adapter import (
     SignedTransfer,
     TransferRefused,
     amount_to_units,
+    payee_address,
     units_to_amount,
 )
 from paydesk.chains.tron import (
@@ -269,9 +270,7 @@ class TronPayoutSender:
             raise ValueError(f"{self.network} transactions have no nonce, not {nonce!r}")
         if priority not in PRIORITIES:
             raise TransferRefused(f"unknown priority {priority!r}")
-        recipient = self._adapter.normalize_address(to)
-        if recipient is None:
-            raise TransferRefused(f"{to!r} is no {self.network} address")
+        recipient = payee_address(self._adapter, to)
         if recipient == self.hot_address:
             raise TransferRefused(f"{self.network}: the hot wallet cannot pay itself")
         contract: str | None = None

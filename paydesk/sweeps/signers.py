@@ -23,7 +23,6 @@ from embit import ec
 from embit.script import Script
 from embit.transaction import TransactionOutput
 from eth_abi import encode
-from eth_utils import keccak
 from hexbytes import HexBytes
 from web3.types import TxParams
 
@@ -33,6 +32,7 @@ from paydesk.chains.adapter import (
     SignedTransfer,
     TransferRefused,
     amount_to_units,
+    payee_address,
     units_to_amount,
 )
 from paydesk.chains.evm_sender import TRANSFER_SELECTOR as EVM_TRANSFER_SELECTOR
@@ -108,9 +108,7 @@ class EvmDepositKey(EvmPayoutSender):
         set them: twice the base fee plus the tip. What the address already holds is used
         when it still covers the base fee with a block's growth, so a top-up whose fees
         rose a little meanwhile is not followed by another one."""
-        recipient = self._adapter.normalize_address(to)
-        if recipient is None:
-            raise TransferRefused(f"{to!r} is no {self.network} address")
+        recipient = payee_address(self._adapter, to)
         if currency == self.native:
             return await self._plan_native(recipient)
         contract, decimals = self._token(currency)
@@ -174,9 +172,7 @@ class EvmDepositKey(EvmPayoutSender):
         """The transfer (of the token, or of the coin itself), with the plan's gas and
         fee caps and the address's next nonce (pending ones counted: only sweeps ever
         sign for it)."""
-        recipient = self._adapter.normalize_address(to)
-        if recipient is None:
-            raise TransferRefused(f"{to!r} is no {self.network} address")
+        recipient = payee_address(self._adapter, to)
         if currency == self.native:
             target, value, data = (
                 recipient,
@@ -196,30 +192,11 @@ class EvmDepositKey(EvmPayoutSender):
                 f"{units_to_amount(held, self._adapter.native_decimals)} {self.native}, its "
                 f"transfer may burn {units_to_amount(max_fee, self._adapter.native_decimals)}"
             )
-        chain_id = await self._node_chain_id()
         await self._adapter._connect()
         with self._adapter._unavailable("eth_getTransactionCount"):
             nonce = int(await self._w3.eth.get_transaction_count(self.hot_address, "pending"))
-        signed = self._account.sign_transaction(
-            {
-                "type": 2,
-                "chainId": chain_id,
-                "nonce": nonce,
-                "to": target,
-                "value": value,
-                "data": HexBytes(data),
-                "gas": plan.gas,
-                "maxFeePerGas": plan.max_fee_per_gas,
-                "maxPriorityFeePerGas": plan.tip,
-            }
-        )
-        raw = bytes(signed.raw_transaction)
-        return SignedTransfer(
-            txid=HexBytes(keccak(raw)).to_0x_hex(),
-            raw=HexBytes(raw).to_0x_hex(),
-            from_address=self.hot_address,
-            nonce=nonce,
-            max_fee=units_to_amount(max_fee, self._adapter.native_decimals),
+        return await self._signed(
+            target, value, data, nonce, plan.gas, plan.max_fee_per_gas, plan.tip
         )
 
 
@@ -235,9 +212,7 @@ class TronDepositKey(TronPayoutSender):
         simulated energy plus 20 %, less the address's staked energy, at the chain's
         price, and its bandwidth unless the free daily allowance covers it (an address
         that never held TRX has no account yet, so none)."""
-        recipient = self._adapter.normalize_address(to)
-        if recipient is None:
-            raise TransferRefused(f"{to!r} is no {self.network} address")
+        recipient = payee_address(self._adapter, to)
         if currency == self.native:
             return await self._plan_native(recipient)
         contract, decimals = self._token(currency)
